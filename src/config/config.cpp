@@ -1,0 +1,308 @@
+#include "config/config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <system_error>
+#include <toml++/toml.h>
+
+#include "base/error.hpp"
+#include "base/escape.hpp"
+#include "base/fd.hpp"
+#include "base/size.hpp"
+
+namespace strata::config {
+namespace {
+
+// Beyond this the lock's deadline (steady_clock, nanoseconds) could overflow; 31 years is forever
+// for anyone who writes a large number to mean "wait as long as it takes".
+constexpr int64_t max_lock_timeout_sec = 1'000'000'000;
+
+constexpr std::array<std::string_view, 7> log_levels = {"trace", "debug",    "info", "warning",
+                                                        "error", "critical", "off"};
+
+// toml++ quotes pieces of the input in its descriptions; keep the message on one line.
+std::string one_line(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7f)
+            out += escape(std::string_view(&c, 1));
+        else
+            out += c;
+    }
+    return out;
+}
+
+[[noreturn]] void fail(std::string_view source, toml::source_index line, std::string_view reason) {
+    std::string message = "config '" + escape(source) + "'";
+    if (line != 0) message += " line " + std::to_string(line);
+    message += ": ";
+    message += reason;
+    throw Error("", "", message, Fault::InvalidInput);
+}
+
+std::string_view type_name(const toml::node& node) {
+    switch (node.type()) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::none: break;
+    }
+    return "nothing";
+}
+
+std::string format_double(double value) {
+    std::array<char, 32> buf{};
+    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value);
+    return ec == std::errc() ? std::string(buf.data(), end) : std::string("?");
+}
+
+// One key's value as found in the file: what the setters need to check it and to complain.
+class Field {
+public:
+    Field(const toml::node& node, std::string name, std::string_view source)
+        : node_(node), name_(std::move(name)), source_(source) {}
+
+    const toml::node& node() const { return node_; }
+    const std::string& name() const { return name_; }
+
+    // "'<key>' <what>", e.g. "'pool.path' must be an absolute path".
+    [[noreturn]] void invalid(std::string_view what) const {
+        fail_raw("'" + name_ + "' " + std::string(what));
+    }
+    [[noreturn]] void fail_raw(std::string_view reason) const {
+        fail(source_, node_.source().begin.line, reason);
+    }
+    [[noreturn]] void wrong_type(std::string_view expected) const {
+        invalid("must be " + std::string(expected) + ", got " + std::string(type_name(node_)));
+    }
+
+    const std::string& string() const {
+        const auto* value = node_.as_string();
+        if (!value) wrong_type("a string");
+        return value->get();
+    }
+
+private:
+    const toml::node& node_;
+    std::string name_;
+    std::string_view source_;
+};
+
+std::filesystem::path absolute_path(const Field& field) {
+    const std::string& text = field.string();
+    // The path goes to system calls as a C string; a NUL would silently cut it short.
+    if (text.find('\0') != std::string::npos) field.invalid("must not contain NUL characters");
+    std::filesystem::path path(text);
+    if (!path.is_absolute()) field.invalid("must be an absolute path");
+    return path;
+}
+
+uint64_t image_size(const Field& field) {
+    if (const auto* number = field.node().as_integer()) {
+        if (number->get() <= 0)
+            field.invalid("must be greater than zero, got " + std::to_string(number->get()));
+        return static_cast<uint64_t>(number->get());
+    }
+    const auto* value = field.node().as_string();
+    if (!value) field.wrong_type("a size like '4G' or a number of bytes");
+    const std::string& text = value->get();
+    // parse_size quotes its input verbatim; only hand it text that keeps the message on one line.
+    if (escape(text) != text)
+        field.invalid("must be a size like '4G' or a number of bytes, got '" + escape(text) + "'");
+    uint64_t bytes = 0;
+    try {
+        bytes = parse_size(text);
+    } catch (const Error& e) {
+        field.fail_raw("'" + field.name() + "': " + e.what());
+    }
+    if (bytes == 0) field.invalid("must be greater than zero, got '" + text + "'");
+    return bytes;
+}
+
+
+std::chrono::milliseconds lock_timeout(const Field& field) {
+    const auto too_large = "must be at most " + std::to_string(max_lock_timeout_sec) + ", got ";
+    if (const auto* integer = field.node().as_integer()) {
+        const int64_t seconds = integer->get();
+        if (seconds < 0) field.invalid("must not be negative, got " + std::to_string(seconds));
+        if (seconds > max_lock_timeout_sec) field.invalid(too_large + std::to_string(seconds));
+        return std::chrono::seconds(seconds);
+    }
+    if (const auto* real = field.node().as_floating_point()) {
+        const double seconds = real->get();
+        if (std::isnan(seconds)) field.invalid("must be a number of seconds, got nan");
+        if (seconds < 0) field.invalid("must not be negative, got " + format_double(seconds));
+        if (seconds > static_cast<double>(max_lock_timeout_sec))
+            field.invalid(too_large + format_double(seconds));
+        return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
+    }
+    field.wrong_type("a number of seconds");
+}
+
+std::string log_level(const Field& field) {
+    const std::string& text = field.string();
+    if (std::find(log_levels.begin(), log_levels.end(), text) == log_levels.end()) {
+        std::string choices;
+        for (std::string_view level : log_levels) {
+            if (!choices.empty()) choices += ", ";
+            choices += level;
+        }
+        field.invalid("must be one of " + choices + ", got '" + escape(text) + "'");
+    }
+    return text;
+}
+
+// Every key there is; anything else in a file is a mistake worth stopping for.
+struct Key {
+    std::string_view section;
+    std::string_view name;
+    void (*apply)(const Field&, Config&);
+};
+
+constexpr Key keys[] = {
+    {"pool", "path", [](const Field& f, Config& c) { c.pool.path = absolute_path(f); }},
+    {"pool", "image", [](const Field& f, Config& c) { c.pool.image = absolute_path(f); }},
+    {"pool", "image-size", [](const Field& f, Config& c) { c.pool.image_size = image_size(f); }},
+    {"pool", "lock-timeout-sec", [](const Field& f, Config& c) { c.pool.lock_timeout = lock_timeout(f); }},
+    {"log", "level", [](const Field& f, Config& c) { c.log.level = log_level(f); }},
+};
+
+bool is_section(std::string_view name) {
+    return std::any_of(std::begin(keys), std::end(keys), [&](const Key& k) { return k.section == name; });
+}
+
+const Key* find_key(std::string_view section, std::string_view name) {
+    const auto* it = std::find_if(std::begin(keys), std::end(keys),
+                                  [&](const Key& k) { return k.section == section && k.name == name; });
+    return it == std::end(keys) ? nullptr : it;
+}
+
+struct Entry {
+    const toml::key* key;
+    const toml::node* node;
+    toml::source_position position() const {
+        return key->source().begin.line != 0 ? key->source().begin : node->source().begin;
+    }
+};
+
+// toml++ tables are ordered by key; walking them in file order makes the first mistake in the
+// file the one reported, which is the one a reader fixes first.
+std::vector<Entry> in_file_order(const toml::table& table) {
+    std::vector<Entry> entries;
+    for (auto&& [key, node] : table) entries.push_back({&key, &node});
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+        const auto pa = a.position(), pb = b.position();
+        return pa.line != pb.line ? pa.line < pb.line : pa.column < pb.column;
+    });
+    return entries;
+}
+
+void apply_section(std::string_view section, const toml::table& table, std::string_view source,
+                   Config& config) {
+    for (const Entry& entry : in_file_order(table)) {
+        const std::string_view name = entry.key->str();
+        const Key* key = find_key(section, name);
+        if (!key)
+            fail(source, entry.position().line,
+                 "unknown key '" + std::string(section) + "." + escape(name) + "'");
+        key->apply(Field(*entry.node, std::string(section) + "." + std::string(name), source), config);
+    }
+}
+
+std::string read_config(const std::filesystem::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!fd) throw_errno("read config", path.string());
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("read config", path.string());
+        }
+        if (n == 0) return text;
+        text.append(buf, static_cast<size_t>(n));
+    }
+}
+
+}  // namespace
+
+std::vector<std::filesystem::path> config_files(const std::filesystem::path& root) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> files;
+    for (const char* name : {"usr/lib/strata/strata.toml", "etc/strata/strata.toml"}) {
+        fs::path file = root / name;
+        std::error_code ec;
+        // Anything but plain absence is listed, so that load() reports why it cannot be read.
+        if (fs::status(file, ec).type() != fs::file_type::not_found) files.push_back(std::move(file));
+    }
+
+    const fs::path dropin_dir = root / "etc/strata/strata.toml.d";
+    std::error_code ec;
+    fs::directory_iterator it(dropin_dir, ec);
+    if (ec == std::errc::no_such_file_or_directory) return files;
+    std::vector<fs::path> dropins;
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().native();
+        // Hidden names are editors' lock and swap files (emacs' ".#x.toml"), not configuration.
+        if (name.starts_with('.') || !name.ends_with(".toml")) continue;
+        std::error_code status_ec;
+        const auto type = it->status(status_ec).type();  // follows symlinks
+        if (type == fs::file_type::not_found || type == fs::file_type::directory) continue;
+        dropins.push_back(it->path());
+    }
+    if (ec) throw Error("read config directory", dropin_dir.string(), ec.value());
+    std::sort(dropins.begin(), dropins.end(), [](const fs::path& a, const fs::path& b) {
+        return a.filename().native() < b.filename().native();
+    });
+    files.insert(files.end(), dropins.begin(), dropins.end());
+    return files;
+}
+
+Config load(std::span<const std::filesystem::path> files) {
+    Config config;
+    for (const auto& file : files) config = parse(read_config(file), file.string(), std::move(config));
+    return config;
+}
+
+Config parse(std::string_view text, std::string_view source, Config base) {
+#if TOML_EXCEPTIONS
+    toml::table root;
+    try {
+        root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+        fail(source, e.source().begin.line, one_line(e.description()));
+    }
+#else
+    const toml::parse_result result = toml::parse(text, source);
+    if (!result) fail(source, result.error().source().begin.line, one_line(result.error().description()));
+    const toml::table& root = result.table();
+#endif
+
+    for (const Entry& entry : in_file_order(root)) {
+        const std::string_view name = entry.key->str();
+        if (!is_section(name))
+            fail(source, entry.position().line,
+                 (entry.node->is_table() ? "unknown section '" : "unknown key '") + escape(name) + "'");
+        const Field field(*entry.node, std::string(name), source);
+        const auto* table = entry.node->as_table();
+        if (!table) field.wrong_type("a table");
+        apply_section(name, *table, source, base);
+    }
+    return base;
+}
+
+}  // namespace strata::config
