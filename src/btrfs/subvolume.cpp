@@ -1,0 +1,160 @@
+#include "btrfs/subvolume.hpp"
+
+#include <btrfsutil.h>
+#include <sys/statfs.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <linux/magic.h>
+
+#include "base/chandle.hpp"
+#include "base/error.hpp"
+
+namespace strata::btrfs {
+namespace {
+
+// libbtrfsutil leaves errno set when a system call failed; otherwise its own message is the cause.
+void check_btrfs(btrfs_util_error err, std::string_view operation, const std::filesystem::path& path) {
+    if (err == BTRFS_UTIL_OK) return;
+    if (errno != 0) throw Error(operation, path.string(), errno);
+    throw Error(operation, path.string(), btrfs_util_strerror(err));
+}
+
+template <class Call>
+void call(std::string_view operation, const std::filesystem::path& path, Call&& fn) {
+    errno = 0;
+    check_btrfs(fn(), operation, path);
+}
+
+SubvolumeInfo convert(const struct btrfs_util_subvolume_info& in) {
+    SubvolumeInfo out;
+    out.id = in.id;
+    out.parent_id = in.parent_id;
+    out.dir_id = in.dir_id;
+    out.flags = in.flags;
+    std::memcpy(out.uuid.data(), in.uuid, 16);
+    std::memcpy(out.parent_uuid.data(), in.parent_uuid, 16);
+    std::memcpy(out.received_uuid.data(), in.received_uuid, 16);
+    out.generation = in.generation;
+    out.ctransid = in.ctransid;
+    out.otransid = in.otransid;
+    out.stransid = in.stransid;
+    out.rtransid = in.rtransid;
+    out.ctime = in.ctime;
+    out.otime = in.otime;
+    out.stime = in.stime;
+    out.rtime = in.rtime;
+    return out;
+}
+
+using Iterator = CHandle<btrfs_util_subvolume_iterator, btrfs_util_destroy_subvolume_iterator>;
+
+}  // namespace
+
+std::string format_uuid(const Uuid& u) {
+    char buf[37];
+    std::snprintf(buf, sizeof buf,
+                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+                  u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    return buf;
+}
+
+bool is_null(const Uuid& uuid) {
+    for (auto b : uuid)
+        if (b != 0) return false;
+    return true;
+}
+
+bool is_btrfs(const Dir& dir) {
+    struct statfs sfs {};
+    check_errno(::fstatfs(dir.fd(), &sfs), "statfs", dir.path().string());
+    return static_cast<unsigned long>(sfs.f_type) == BTRFS_SUPER_MAGIC;
+}
+
+bool is_subvolume(const Dir& dir) {
+    errno = 0;
+    const auto err = btrfs_util_is_subvolume_fd(dir.fd());
+    if (err == BTRFS_UTIL_OK) return true;
+    if (err == BTRFS_UTIL_ERROR_NOT_SUBVOLUME || err == BTRFS_UTIL_ERROR_NOT_BTRFS) return false;
+    check_btrfs(err, "check subvolume", dir.path());
+    return false;
+}
+
+uint64_t subvolume_id(const Dir& dir) {
+    uint64_t id = 0;
+    call("get subvolume id of", dir.path(), [&] { return btrfs_util_subvolume_id_fd(dir.fd(), &id); });
+    return id;
+}
+
+void create_subvolume(const Dir& parent, std::string_view name) {
+    const std::string n(name);
+    call("create subvolume", parent.path_of(name),
+         [&] { return btrfs_util_create_subvolume_fd(parent.fd(), n.c_str(), 0, nullptr, nullptr); });
+}
+
+void snapshot(const Dir& src_parent, std::string_view src, const Dir& dst_parent, std::string_view dst,
+              SnapshotFlags flags) {
+    const Dir source = src_parent.open_dir(src);
+    int f = 0;
+    if (has(flags, SnapshotFlags::ReadOnly)) f |= BTRFS_UTIL_CREATE_SNAPSHOT_READ_ONLY;
+    if (has(flags, SnapshotFlags::Recursive)) f |= BTRFS_UTIL_CREATE_SNAPSHOT_RECURSIVE;
+    const std::string d(dst);
+    call("snapshot '" + source.path().string() + "' to", dst_parent.path_of(dst), [&] {
+        return btrfs_util_create_snapshot_fd2(source.fd(), dst_parent.fd(), d.c_str(), f, nullptr, nullptr);
+    });
+}
+
+void delete_subvolume(const Dir& parent, std::string_view name) {
+    const std::string n(name);
+    call("delete subvolume", parent.path_of(name), [&] {
+        return btrfs_util_delete_subvolume_fd(parent.fd(), n.c_str(), BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
+    });
+}
+
+bool read_only(const Dir& subvolume) {
+    bool ro = false;
+    call("get read-only flag of", subvolume.path(),
+         [&] { return btrfs_util_get_subvolume_read_only_fd(subvolume.fd(), &ro); });
+    return ro;
+}
+
+void set_read_only(const Dir& subvolume, bool ro) {
+    call("set read-only flag of", subvolume.path(),
+         [&] { return btrfs_util_set_subvolume_read_only_fd(subvolume.fd(), ro); });
+}
+
+SubvolumeInfo info(const Dir& subvolume) { return info(subvolume, 0); }
+
+SubvolumeInfo info(const Dir& any_in_fs, uint64_t id) {
+    struct btrfs_util_subvolume_info raw {};
+    call("get subvolume info of", any_in_fs.path(),
+         [&] { return btrfs_util_subvolume_info_fd(any_in_fs.fd(), id, &raw); });
+    return convert(raw);
+}
+
+std::vector<Child> children(const Dir& subvolume) {
+    btrfs_util_subvolume_iterator* raw = nullptr;
+    call("list subvolumes of", subvolume.path(),
+         [&] { return btrfs_util_create_subvolume_iterator_fd(subvolume.fd(), 0, 0, &raw); });
+    Iterator it(raw);
+    std::vector<Child> result;
+    for (;;) {
+        char* path = nullptr;
+        struct btrfs_util_subvolume_info raw_info {};
+        errno = 0;
+        const auto err = btrfs_util_subvolume_iterator_next_info(it.get(), &path, &raw_info);
+        if (err == BTRFS_UTIL_ERROR_STOP_ITERATION) break;
+        check_btrfs(err, "list subvolumes of", subvolume.path());
+        CHandle<char, ::free> owned(path);
+        result.push_back({owned.get(), convert(raw_info)});
+    }
+    return result;
+}
+
+void sync(const Dir& dir) {
+    call("sync filesystem of", dir.path(), [&] { return btrfs_util_sync_fd(dir.fd()); });
+}
+
+}  // namespace strata::btrfs

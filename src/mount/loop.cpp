@@ -1,0 +1,62 @@
+#include "mount/loop.hpp"
+
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "base/error.hpp"
+
+namespace strata::mount {
+
+LoopDevice LoopDevice::attach(const std::filesystem::path& backing_file, const LoopOptions& options) {
+    const int open_mode = options.read_only ? O_RDONLY : O_RDWR;
+    const Fd backing(::open(backing_file.c_str(), open_mode | O_CLOEXEC));
+    if (!backing) throw_errno("open loop backing file", backing_file.string());
+    const Fd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+    if (!control) throw_errno("open", "/dev/loop-control");
+
+    loop_config config{};
+    config.fd = static_cast<uint32_t>(backing.get());
+    config.info.lo_offset = options.offset;
+    config.info.lo_sizelimit = options.size_limit;
+    uint32_t flags = 0;
+    if (options.auto_clear) flags |= LO_FLAGS_AUTOCLEAR;
+    if (options.read_only) flags |= LO_FLAGS_READ_ONLY;
+    config.info.lo_flags = flags;
+    const std::string file = backing_file.string();
+    std::strncpy(reinterpret_cast<char*>(config.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
+
+    // Another process may take the free device between GET_FREE and CONFIGURE: then try the next.
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        const int number = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
+        if (number < 0) throw_errno("find free loop device", "/dev/loop-control");
+        std::filesystem::path device = "/dev/loop" + std::to_string(number);
+        Fd fd(::open(device.c_str(), open_mode | O_CLOEXEC));
+        if (!fd) {
+            if (errno == ENOENT || errno == EBUSY) continue;
+            throw_errno("open", device.string());
+        }
+        if (::ioctl(fd.get(), LOOP_CONFIGURE, &config) < 0) {
+            if (errno == EBUSY) continue;
+            throw Error("attach '" + file + "' to", device.string(), errno);
+        }
+        spdlog::debug("attached {} to {}", file, device.string());
+        return LoopDevice(std::move(fd), std::move(device), options.auto_clear);
+    }
+    throw Error("attach loop device for", file, "every free loop device was taken by others");
+}
+
+LoopDevice::~LoopDevice() {
+    if (fd_ && !auto_clear_) {
+        if (::ioctl(fd_.get(), LOOP_CLR_FD) < 0)
+            spdlog::debug("detach {}: {}, ignoring", device_.string(), std::strerror(errno));
+    }
+}
+
+void LoopDevice::release() { fd_ = Fd(); }
+
+}  // namespace strata::mount
