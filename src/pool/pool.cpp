@@ -1,0 +1,105 @@
+#include "pool/pool.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "base/error.hpp"
+#include "pool/staging.hpp"
+
+namespace strata::pool {
+namespace {
+
+constexpr ino_t subvolume_root_inode = 256;  // BTRFS_FIRST_FREE_OBJECTID
+
+std::string random_token() {
+    std::random_device rd;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+    return buf;
+}
+
+}  // namespace
+
+bool list_order(const Subvolume& a, const Subvolume& b) {
+    if (a.typed && b.typed) return naming::list_order(*a.typed, *b.typed);
+    if (a.typed != b.typed) return a.typed.has_value();
+    return a.name < b.name;
+}
+
+Pool Pool::open(const std::filesystem::path& path) {
+    return with_context("open pool", path.string(), [&] {
+        Dir top = Dir::open(path);
+        if (!btrfs::is_btrfs(top)) throw Error("", "", "not a btrfs filesystem");
+        const uint64_t id = btrfs::subvolume_id(top);
+        if (id != btrfs::top_level_id)
+            throw Error("", "",
+                        "not the top-level subvolume (this is subvolume " + std::to_string(id) +
+                            "; mount the filesystem with subvolid=5)");
+        if (top.stat_self().st_ino != subvolume_root_inode)
+            throw Error("", "", "a directory inside the top-level subvolume, not its root");
+        return Pool(std::move(top));
+    });
+}
+
+std::vector<Subvolume> Pool::list() const {
+    std::vector<Subvolume> result;
+    for (auto& child : btrfs::children(top_)) {
+        // Only direct children are pool objects; nested subvolumes and strata's own are not.
+        if (child.path.find('/') != std::string::npos || child.path.starts_with(hidden_dir)) continue;
+        result.push_back({child.path, naming::Name::try_parse(child.path), std::move(child.info)});
+    }
+    std::sort(result.begin(), result.end(), list_order);
+    return result;
+}
+
+std::optional<Subvolume> Pool::find(std::string_view name) const {
+    for (auto& s : list())
+        if (s.name == name) return std::move(s);
+    return std::nullopt;
+}
+
+Dir Pool::hidden() const { return top_.make_dir(hidden_dir, 0700); }
+
+Dir Pool::staging() const { return hidden().make_dir("staging", 0700); }
+
+Lock Pool::lock(std::chrono::milliseconds timeout) const {
+    const Dir h = hidden();
+    Lock lock(FileLock::acquire(h, "lock", timeout, "pool is busy: another strata command is changing it"));
+    clean_staging(staging());
+    clean_publish_hops();
+    return lock;
+}
+
+void Pool::clean_staging(const Dir& staging) const {
+    for (const auto& entry : staging.entries()) {
+        spdlog::debug("removing stale staging entry {}", staging.path_of(entry).string());
+        const auto st = staging.stat(entry);
+        if (st && S_ISDIR(st->st_mode) && st->st_ino == subvolume_root_inode)
+            btrfs::delete_subvolume(staging, entry);
+        else
+            std::filesystem::remove_all(staging.path_of(entry));
+    }
+}
+
+void Pool::clean_publish_hops() const {
+    for (const auto& entry : top_.entries()) {
+        if (!entry.starts_with(publish_prefix)) continue;
+        spdlog::debug("removing interrupted publish {}", top_.path_of(entry).string());
+        btrfs::delete_subvolume(top_, entry);
+    }
+}
+
+Staged Pool::stage(const Lock&, const naming::Name& target) const {
+    const std::string name = target.str();
+    if (top_.stat(name)) throw Error("create", name, "it exists already", Fault::Exists);
+    Dir area = staging();
+    const std::string entry = std::string(naming::kind_to_string(target.kind())) + "-" + random_token();
+    btrfs::create_subvolume(area, entry);
+    Dir subvolume = area.open_dir(entry);
+    return Staged(top_, std::move(area), entry, std::move(subvolume), target);
+}
+
+}  // namespace strata::pool

@@ -1,0 +1,72 @@
+#pragma once
+// A pool is the top-level subvolume (id 5) of a btrfs filesystem. Typed subvolumes live directly
+// in it; everything strata keeps for itself (staging, lock) lives under the hidden `.strata/`.
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.hpp"
+#include "base/lock.hpp"
+#include "btrfs/subvolume.hpp"
+#include "naming/name.hpp"
+
+namespace strata::pool {
+
+inline constexpr std::string_view hidden_dir = ".strata";
+// A read-only subvolume cannot move to another directory (its ".." would change), so publishing
+// takes one last hop through the top level under this prefix; see staging.hpp.
+inline constexpr std::string_view publish_prefix = ".strata.publish.";
+
+struct Subvolume {
+    std::string name;                  // the entry name in the pool
+    std::optional<naming::Name> typed; // nullopt: a subvolume whose name is not in the scheme
+    btrfs::SubvolumeInfo info;
+};
+
+// Sorted by kind, id, arch and version order; untyped subvolumes last, by name.
+bool list_order(const Subvolume& a, const Subvolume& b);
+
+// Proof that the caller holds the pool's exclusive lock: every mutation takes one.
+class Lock {
+public:
+    Lock(Lock&&) noexcept = default;
+
+private:
+    friend class Pool;
+    explicit Lock(FileLock lock) : lock_(std::move(lock)) {}
+    FileLock lock_;
+};
+
+class Staged;
+
+class Pool {
+public:
+    // Fails with a one-line reason when path is missing, not btrfs, or not the top-level subvolume.
+    static Pool open(const std::filesystem::path& path);
+
+    const Dir& top() const { return top_; }
+    const std::filesystem::path& path() const { return top_.path(); }
+
+    std::vector<Subvolume> list() const;  // typed and untyped top-level subvolumes, list order
+    std::optional<Subvolume> find(std::string_view name) const;
+
+    // Takes the exclusive lock, waiting up to timeout (then Fault::Busy, "pool is busy"), and
+    // deletes whatever a crashed command left in staging: nobody else can be staging now.
+    Lock lock(std::chrono::milliseconds timeout) const;
+
+    // A new empty subvolume in staging that becomes `target` on publish (see staging.hpp).
+    Staged stage(const Lock& lock, const naming::Name& target) const;
+
+private:
+    explicit Pool(Dir top) : top_(std::move(top)) {}
+    Dir hidden() const;
+    Dir staging() const;
+    void clean_staging(const Dir& staging) const;
+    void clean_publish_hops() const;
+    Dir top_;
+};
+
+}  // namespace strata::pool
