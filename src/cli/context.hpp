@@ -1,0 +1,33 @@
+#pragma once
+// What every verb gets: the global options and the loaded configuration.
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "pool/pool.hpp"
+
+namespace strata::cli {
+
+struct Context {
+    std::optional<std::filesystem::path> pool_path;  // --pool, else configuration
+    std::optional<std::filesystem::path> config_file; // --config replaces the system files
+    int verbose = 0;
+    bool quiet = false;
+    config::Config config;
+
+    std::filesystem::path effective_pool_path() const { return pool_path.value_or(config.pool.path); }
+    pool::Pool open_pool() const { return pool::Pool::open(effective_pool_path()); }
+    pool::Lock lock(const pool::Pool& p) const { return p.lock(config.pool.lock_timeout); }
+};
+
+// One function per verb file registers its subcommand; the callback does the work.
+void register_list(CLI::App& app, Context& ctx);
+void register_inspect(CLI::App& app, Context& ctx);
+void register_pool(CLI::App& app, Context& ctx);
+void register_import(CLI::App& app, Context& ctx);
+void register_root(CLI::App& app, Context& ctx);
+
+}  // namespace strata::cli

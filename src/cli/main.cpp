@@ -1,0 +1,72 @@
+// strata: compose Linux systems out of btrfs subvolumes. This file only wires verbs together;
+// each verb lives in cmd_<verb>.cpp and every operation in the library.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "base/log.hpp"
+#include "base/error.hpp"
+#include "cli/context.hpp"
+#include "cli/exit_codes.hpp"
+
+using namespace strata;
+
+int main(int argc, char** argv) {
+    cli::Context ctx;
+    CLI::App app{"strata: an OS manager that composes Linux systems out of btrfs subvolumes"};
+    app.name("strata");
+    app.set_version_flag("--version", std::string("strata ") + STRATA_VERSION);
+    app.require_subcommand(1);
+    app.fallthrough();
+    app.add_option("--pool", ctx.pool_path, "The pool: mount point of the btrfs top-level subvolume")
+        ->type_name("PATH");
+    app.add_option("--config", ctx.config_file,
+                   "Read only this configuration file instead of /usr/lib/strata/strata.toml, /etc/strata/strata.toml and its .d drop-ins")
+        ->type_name("FILE");
+    app.add_flag("-v,--verbose", ctx.verbose, "Log more (twice for trace)");
+    app.add_flag("-q,--quiet", ctx.quiet, "Print only errors and requested data");
+    app.footer(
+        "Exit status: 0 ok, 1 failure, 2 usage or invalid name/value, 3 not found, 4 exists, 5 pool busy.\n"
+        "See 'strata COMMAND --help' and docs/ for details.");
+
+    // Configuration and logging are set up before any verb runs (parse_complete_callback runs
+    // after the global options are known, before the subcommand callbacks).
+    app.parse_complete_callback([&] {
+        if (ctx.config_file)
+            ctx.config = config::load(std::vector<std::filesystem::path>{*ctx.config_file});
+        else
+            ctx.config = config::load(config::config_files());
+        const auto verbosity = ctx.quiet          ? log::Verbosity::Quiet
+                               : ctx.verbose >= 2 ? log::Verbosity::Trace
+                               : ctx.verbose == 1 ? log::Verbosity::Verbose
+                                                  : log::Verbosity::Normal;
+        log::setup(verbosity, ctx.config.log.level);
+    });
+
+    cli::register_list(app, ctx);
+    cli::register_inspect(app, ctx);
+    cli::register_pool(app, ctx);
+    cli::register_import(app, ctx);
+    cli::register_root(app, ctx);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "strata: %s (see 'strata --help')\n", e.what());
+        return cli::exit_usage;
+    } catch (const Error& e) {
+        std::fprintf(stderr, "strata: %s\n", e.what());
+        return cli::exit_code_for(e.fault());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "strata: %s\n", e.what());
+        return cli::exit_failure;
+    }
+    return cli::exit_ok;
+}
