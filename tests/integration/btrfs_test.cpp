@@ -1,0 +1,119 @@
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <algorithm>
+#include <cstring>
+#include <unistd.h>
+
+#include "base/error.hpp"
+#include "btrfs/subvolume.hpp"
+#include "support/scratch_pool.hpp"
+
+using namespace strata;
+
+namespace {
+
+void write_text(const Dir& dir, const char* name, const char* text) {
+    Fd fd = dir.open_file(name, O_WRONLY | O_CREAT | O_TRUNC);
+    REQUIRE(::write(fd.get(), text, std::strlen(text)) == static_cast<ssize_t>(std::strlen(text)));
+}
+
+std::string error_of(auto&& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("create, snapshot, read-only flag, info and delete on a real filesystem") {
+    test::ScratchPool scratch;
+    const Dir top = Dir::open(scratch.mountpoint());
+    CHECK(btrfs::is_btrfs(top));
+    CHECK(btrfs::subvolume_id(top) == btrfs::top_level_id);
+
+    btrfs::create_subvolume(top, "a");
+    const Dir a = top.open_dir("a");
+    CHECK(btrfs::is_subvolume(a));
+    write_text(a, "file", "hello");
+    const auto info_a = btrfs::info(a);
+    CHECK(info_a.id > btrfs::top_level_id);
+    CHECK(info_a.parent_id == btrfs::top_level_id);
+    CHECK_FALSE(info_a.read_only());
+    CHECK(btrfs::is_null(info_a.parent_uuid));
+    CHECK(btrfs::is_null(info_a.received_uuid));
+    CHECK(info_a.otime.tv_sec > 0);
+
+    btrfs::snapshot(top, "a", top, "a-ro", btrfs::SnapshotFlags::ReadOnly);
+    const Dir ro = top.open_dir("a-ro");
+    CHECK(btrfs::read_only(ro));
+    const auto info_ro = btrfs::info(ro);
+    CHECK(info_ro.read_only());
+    CHECK(info_ro.parent_uuid == info_a.uuid);
+    CHECK(read_file(ro, "file") == "hello");
+    CHECK(::openat(ro.fd(), "new", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) < 0);
+    CHECK(errno == EROFS);
+
+    btrfs::snapshot(top, "a-ro", top, "a-rw");
+    const Dir rw = top.open_dir("a-rw");
+    CHECK_FALSE(btrfs::read_only(rw));
+    write_text(rw, "file", "changed");
+    CHECK(read_file(a, "file") == "hello");
+
+    btrfs::set_read_only(rw, true);
+    CHECK(btrfs::read_only(rw));
+    btrfs::set_read_only(rw, false);
+    CHECK_FALSE(btrfs::read_only(rw));
+
+    CHECK(btrfs::info(top, info_ro.id).uuid == info_ro.uuid);
+
+    btrfs::delete_subvolume(top, "a-rw");
+    CHECK_FALSE(top.stat("a-rw"));
+    btrfs::delete_subvolume(top, "a-ro");  // read-only subvolumes are deletable too
+    CHECK_FALSE(top.stat("a-ro"));
+}
+
+TEST_CASE("children lists nested subvolumes with paths relative to the iterated one") {
+    test::ScratchPool scratch;
+    const Dir top = Dir::open(scratch.mountpoint());
+    btrfs::create_subvolume(top, "outer");
+    const Dir outer = top.open_dir("outer");
+    outer.make_dir("d");
+    btrfs::create_subvolume(outer.open_dir("d"), "inner");
+    btrfs::create_subvolume(top, "second");
+
+    std::vector<std::string> paths;
+    for (const auto& c : btrfs::children(top)) paths.push_back(c.path);
+    std::sort(paths.begin(), paths.end());
+    CHECK(paths == std::vector<std::string>{"outer", "outer/d/inner", "second"});
+
+    const auto nested = btrfs::children(outer);
+    REQUIRE(nested.size() == 1);
+    CHECK(nested[0].path == "d/inner");
+
+    // Recursive delete takes the nested subvolume with it.
+    btrfs::delete_subvolume(top, "outer");
+    CHECK_FALSE(top.stat("outer"));
+}
+
+TEST_CASE("errors name the call, the path and errno") {
+    test::ScratchPool scratch;
+    const Dir top = Dir::open(scratch.mountpoint());
+    btrfs::create_subvolume(top, "x");
+
+    const auto exists = error_of([&] { btrfs::create_subvolume(top, "x"); });
+    CHECK(exists == "create subvolume '" + (scratch.mountpoint() / "x").string() + "': File exists");
+
+    top.make_dir("plain");
+    const auto not_subvol = error_of([&] { btrfs::delete_subvolume(top, "plain"); });
+    CHECK(not_subvol.find("delete subvolume '" + (scratch.mountpoint() / "plain").string() + "'") == 0);
+
+    const auto missing = error_of([&] { btrfs::snapshot(top, "nope", top, "y"); });
+    CHECK(missing == "open directory '" + (scratch.mountpoint() / "nope").string() + "': No such file or directory");
+    CHECK_FALSE(top.stat("y"));
+
+    const Dir tmp = Dir::open(scratch.dir());
+    CHECK_FALSE((btrfs::is_btrfs(tmp) && btrfs::is_subvolume(tmp)));
+}

@@ -1,0 +1,98 @@
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "base/error.hpp"
+#include "base/escape.hpp"
+#include "base/fd.hpp"
+#include "base/lock.hpp"
+#include "base/process.hpp"
+
+using namespace strata;
+using namespace std::chrono_literals;
+
+TEST_CASE("escape keeps UTF-8 and makes everything else printable on one line") {
+    struct Case {
+        std::string in, out;
+    };
+    const Case cases[] = {
+        {"plain", "plain"},
+        {"caf\xc3\xa9", "caf\xc3\xa9"},
+        {"a\nb", "a\\nb"},
+        {"tab\there", "tab\\there"},
+        {"\x1b[31m", "\\x1b[31m"},
+        {std::string("nul\0x", 5), "nul\\x00x"},
+        {"\xff\xfe", "\\xff\\xfe"},
+        {"\xc0\xaf", "\\xc0\\xaf"},          // overlong '/'
+        {"\xed\xa0\x80", "\\xed\\xa0\\x80"},  // surrogate
+        {"it's", "it\\'s"},
+        {"back\\slash", "back\\\\slash"},
+        {"\x7f", "\\x7f"},
+    };
+    for (const auto& c : cases) CHECK(escape(c.in) == c.out);
+}
+
+TEST_CASE("is_valid_utf8") {
+    CHECK(is_valid_utf8(""));
+    CHECK(is_valid_utf8("ascii"));
+    CHECK(is_valid_utf8("\xe2\x82\xac"));
+    CHECK(is_valid_utf8("\xf0\x9f\x98\x80"));
+    CHECK_FALSE(is_valid_utf8("\xe2\x82"));
+    CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+    CHECK_FALSE(is_valid_utf8("\x80"));
+}
+
+TEST_CASE("errors name the operation, the object and the cause, and gather context") {
+    Error e("open", "/x\n", ENOENT);
+    CHECK(std::string(e.what()) == "open '/x\\n': No such file or directory");
+    CHECK(e.fault() == Fault::NotFound);
+    CHECK(e.errnum() == ENOENT);
+    e.within("deploy", "root:a:b.c:x86_64");
+    CHECK(std::string(e.what()) == "deploy 'root:a:b.c:x86_64': open '/x\\n': No such file or directory");
+
+    CHECK(Error("create", "x", EEXIST).fault() == Fault::Exists);
+    CHECK(std::string(Error("", "", "just a reason").what()) == "just a reason");
+    try {
+        with_context("outer", "o", [] { throw Error("inner", "i", "bad", Fault::InvalidInput); });
+    } catch (const Error& caught) {
+        CHECK(std::string(caught.what()) == "outer 'o': inner 'i': bad");
+        CHECK(caught.fault() == Fault::InvalidInput);
+    }
+}
+
+TEST_CASE("run_process collects output and status; run_checked reports the last stderr line") {
+    auto r = run_process({"sh", "-c", "echo out; echo err >&2; exit 3"});
+    CHECK(r.exit_status == 3);
+    CHECK(r.out == "out\n");
+    CHECK(r.err == "err\n");
+    try {
+        run_checked({"sh", "-c", "echo first >&2; echo 'the real reason' >&2; exit 1"});
+        FAIL("no throw");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == "run 'sh': the real reason");
+    }
+    CHECK_THROWS_AS(run_checked({"/nonexistent/program"}), Error);
+}
+
+TEST_CASE("write_file_atomic replaces content whole and leaves no temporary file") {
+    char tmpl[] = "/tmp/strata-unit-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    const Dir d = Dir::open(tmpl);
+    write_file_atomic(d, "f", "one", 0600);
+    write_file_atomic(d, "f", "two");
+    CHECK(read_file(d, "f") == "two");
+    CHECK((d.stat("f")->st_mode & 0777) == 0644);
+    CHECK(d.entries() == std::vector<std::string>{"f"});
+
+    // The lock excludes a second holder and says why.
+    auto held = FileLock::acquire(d, "lock", 0ms, "busy");
+    try {
+        FileLock::acquire(d, "lock", 50ms, "pool is busy");
+        FAIL("acquired twice");
+    } catch (const Error& e) {
+        CHECK(e.fault() == Fault::Busy);
+        CHECK(std::string(e.what()).find("pool is busy") != std::string::npos);
+    }
+    std::filesystem::remove_all(tmpl);
+}
