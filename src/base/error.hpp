@@ -15,6 +15,7 @@ enum class Fault {
     NotFound,      // a named object does not exist
     Exists,        // the object to be created exists already
     Busy,          // another strata command holds the pool
+    InUse,         // the object is mounted, booted or needed by another object
 };
 
 class Error : public std::exception {

@@ -112,6 +112,12 @@ void Dir::rename(std::string_view from, const Dir& to_dir, std::string_view to, 
         throw Error("rename '" + path_of(from).string() + "' to", to_dir.path_of(to).string(), errno);
 }
 
+void Dir::exchange(std::string_view name, const Dir& other_dir, std::string_view other) const {
+    const std::string a(name), b(other);
+    if (::renameat2(fd_.get(), a.c_str(), other_dir.fd(), b.c_str(), RENAME_EXCHANGE) < 0)
+        throw Error("exchange '" + path_of(name).string() + "' with", other_dir.path_of(other).string(), errno);
+}
+
 void Dir::unlink(std::string_view name) const {
     const std::string n(name);
     check_errno(::unlinkat(fd_.get(), n.c_str(), 0), "remove", path_of(name).string());
@@ -126,29 +132,52 @@ void Dir::sync() const {
     check_errno(::fsync(fd_.get()), "sync", path_.string());
 }
 
-void write_file_atomic(const Dir& dir, std::string_view name, std::string_view content, mode_t mode) {
-    std::random_device rd;
-    const std::string tmp = ".#" + std::string(name) + "." + std::to_string(rd());
-    Fd fd = dir.open_file(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
-    try {
-        size_t done = 0;
-        while (done < content.size()) {
-            const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                throw_errno("write", dir.path_of(tmp).string());
-            }
-            done += static_cast<size_t>(n);
+void write_all(int fd, std::string_view data, std::string_view what) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("write", what);
         }
-        check_errno(::fchmod(fd.get(), mode), "set mode of", dir.path_of(tmp).string());
-        check_errno(::fsync(fd.get()), "sync", dir.path_of(tmp).string());
-        dir.rename(tmp, dir, name, /*no_replace=*/false);
-    } catch (...) {
-        const std::string t(tmp);
-        ::unlinkat(dir.fd(), t.c_str(), 0);
-        throw;
+        data.remove_prefix(static_cast<size_t>(n));
     }
-    dir.sync();
+}
+
+size_t read_full(int fd, char* buffer, size_t size, std::string_view what) {
+    size_t done = 0;
+    while (done < size) {
+        const ssize_t n = ::read(fd, buffer + done, size - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("read", what);
+        }
+        if (n == 0) break;
+        done += static_cast<size_t>(n);
+    }
+    return done;
+}
+
+AtomicFile::AtomicFile(const Dir& dir, std::string_view name, mode_t mode)
+    : dir_(&dir), name_(name), temp_(".#" + std::string(name) + "." + std::to_string(std::random_device{}())),
+      mode_(mode), fd_(dir.open_file(temp_, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode)) {}
+
+AtomicFile::~AtomicFile() {
+    if (!committed_) ::unlinkat(dir_->fd(), temp_.c_str(), 0);
+}
+
+void AtomicFile::commit() {
+    // fchmod: the umask may have narrowed the mode given to open.
+    check_errno(::fchmod(fd_.get(), mode_), "set mode of", temp_path());
+    check_errno(::fsync(fd_.get()), "sync", temp_path());
+    dir_->rename(temp_, *dir_, name_, /*no_replace=*/false);
+    committed_ = true;
+    dir_->sync();
+}
+
+void write_file_atomic(const Dir& dir, std::string_view name, std::string_view content, mode_t mode) {
+    AtomicFile file(dir, name, mode);
+    write_all(file.fd(), content, file.temp_path());
+    file.commit();
 }
 
 std::string read_file(const Dir& dir, std::string_view name) {

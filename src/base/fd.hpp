@@ -44,6 +44,8 @@ public:
     struct stat stat_self() const;
     std::vector<std::string> entries() const;  // names, without "." and ".."
     void rename(std::string_view from, const Dir& to_dir, std::string_view to, bool no_replace = true) const;
+    // Swaps two existing entries in one step (RENAME_EXCHANGE): readers see the old or the new.
+    void exchange(std::string_view name, const Dir& other_dir, std::string_view other) const;
     void unlink(std::string_view name) const;
     void remove_dir(std::string_view name) const;
     void sync() const;
@@ -58,8 +60,32 @@ private:
     std::filesystem::path path_;
 };
 
-// Writes content to dir/name so that readers see the old or the new file, never a part:
-// temporary file, fsync, rename, fsync of the directory.
+// Writes all of data to fd, retrying short writes and EINTR; errors name `what`.
+void write_all(int fd, std::string_view data, std::string_view what);
+// Reads up to size bytes (fewer only at end of file); 0 means end of file.
+size_t read_full(int fd, char* buffer, size_t size, std::string_view what);
+
+// A file that appears under its name complete or not at all: written to a temporary name in the
+// same directory, then commit() does fsync, rename, fsync of the directory. Dropped without
+// commit, the temporary is removed.
+class AtomicFile {
+public:
+    AtomicFile(const Dir& dir, std::string_view name, mode_t mode = 0644);
+    AtomicFile(AtomicFile&&) = delete;
+    ~AtomicFile();
+    int fd() const { return fd_.get(); }
+    std::string temp_path() const { return dir_->path_of(temp_).string(); }
+    void commit();
+
+private:
+    const Dir* dir_;
+    std::string name_, temp_;
+    mode_t mode_;
+    Fd fd_;
+    bool committed_ = false;
+};
+
+// Writes content to dir/name so that readers see the old or the new file, never a part.
 void write_file_atomic(const Dir& dir, std::string_view name, std::string_view content, mode_t mode = 0644);
 std::string read_file(const Dir& dir, std::string_view name);
 

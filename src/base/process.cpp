@@ -2,16 +2,17 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <csignal>
+#include <utility>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
-
-extern char** environ;
 
 namespace strata {
 namespace {
@@ -32,27 +33,69 @@ std::string last_line(std::string_view text) {
     return std::string(pos == std::string_view::npos ? text : text.substr(pos + 1));
 }
 
-}  // namespace
+void throw_if_failed(const ProcessResult& r, const std::string& program) {
+    if (r.exit_status == 0) return;
+    std::string why = last_line(r.err);
+    if (why.empty()) why = "exited with status " + std::to_string(r.exit_status);
+    throw Error("run", program, why);
+}
 
-ProcessResult run_process(const std::vector<std::string>& argv) {
+// fork and exec with the three standard streams wired as given; -1 means /dev/null. Not
+// posix_spawn: the child must die with strata (PR_SET_PDEATHSIG), or a killed import would
+// leave cp or btrfs receive writing into a staging area the next command deletes.
+pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
     if (argv.empty()) throw Error("run", "", "empty command line", Fault::Failed);
-    Pipe out = make_pipe();
-    Pipe err = make_pipe();
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out.write.get(), 1);
-    posix_spawn_file_actions_adddup2(&actions, err.write.get(), 2);
-
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    // exec failures travel back as an errno through a pipe that exec closes on success.
+    Pipe report = make_pipe();
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork for", argv[0]);
+    if (pid == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+        const int fds[3] = {in, out, err};
+        int wired[3];
+        for (int i = 0; i < 3; ++i) wired[i] = fds[i] >= 0 ? ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3) : ::open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+        for (int i = 0; i < 3; ++i)
+            if (wired[i] < 0 || ::dup2(wired[i], i) < 0) {
+                const int e = errno;
+                (void)!::write(report.write.get(), &e, sizeof e);
+                ::_exit(127);
+            }
+        ::execvp(args[0], args.data());
+        const int e = errno;
+        (void)!::write(report.write.get(), &e, sizeof e);
+        ::_exit(127);
+    }
+    report.write = Fd();
+    int child_errno = 0;
+    ssize_t n;
+    while ((n = ::read(report.read.get(), &child_errno, sizeof child_errno)) < 0 && errno == EINTR) {}
+    if (n == static_cast<ssize_t>(sizeof child_errno)) {
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        throw Error("run", argv[0], child_errno);
+    }
+    return pid;
+}
 
-    pid_t pid = -1;
-    const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw Error("run", argv[0], rc);
+int reap(pid_t pid, const std::string& program) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) throw_errno("wait for", program);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv) {
+    Pipe out = make_pipe();
+    Pipe err = make_pipe();
+    const pid_t pid = spawn(argv, -1, out.write.get(), err.write.get());
     out.write = Fd();
     err.write = Fd();
 
@@ -77,22 +120,48 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
             }
         }
     }
-
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) throw_errno("wait for", argv[0]);
-    }
-    result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.exit_status = reap(pid, argv[0]);
     return result;
 }
 
 ProcessResult run_checked(const std::vector<std::string>& argv) {
     ProcessResult r = run_process(argv);
-    if (r.exit_status != 0) {
-        std::string why = last_line(r.err);
-        if (why.empty()) why = "exited with status " + std::to_string(r.exit_status);
-        throw Error("run", argv[0], why);
-    }
+    throw_if_failed(r, argv.at(0));
+    return r;
+}
+
+ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd) {
+    Fd err(::memfd_create("strata-child-stderr", MFD_CLOEXEC));
+    if (!err) throw_errno("create stderr file for", argv.empty() ? "" : argv[0]);
+    const pid_t pid = strata::spawn(argv, stdin_fd, stdout_fd, err.get());
+    return ChildProcess(pid, argv[0], std::move(err));
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), program_(std::move(other.program_)), err_(std::move(other.err_)) {}
+
+ChildProcess::~ChildProcess() {
+    if (pid_ < 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
+}
+
+ProcessResult ChildProcess::wait() {
+    ProcessResult result;
+    result.exit_status = reap(pid_, program_);
+    pid_ = -1;
+    char buf[16384];
+    ssize_t n;
+    while ((n = ::pread(err_.get(), buf, sizeof buf, static_cast<off_t>(result.err.size()))) > 0)
+        result.err.append(buf, static_cast<size_t>(n));
+    return result;
+}
+
+ProcessResult ChildProcess::wait_checked() {
+    const std::string program = program_;
+    ProcessResult r = wait();
+    throw_if_failed(r, program);
     return r;
 }
 

@@ -45,7 +45,7 @@ void create_root(const pool::Pool& pool, const pool::Lock& lock, const naming::N
             throw Error("", "", "not a root instance name (root:<name>:<vendor-id>:<arch>)", Fault::InvalidInput);
         auto staged = pool.stage(lock, name);
         make_skeleton(staged.dir(), name);
-        staged.publish(/*read_only=*/false);
+        staged.publish(pool::Access::Writable);
     });
 }
 

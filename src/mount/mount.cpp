@@ -58,22 +58,27 @@ void umount(const std::filesystem::path& target) {
     spdlog::debug("unmounted {}", target.string());
 }
 
+std::vector<MountInfo> list_mounts() {
+    Table table(mnt_new_table_from_file("/proc/self/mountinfo"));
+    if (!table) throw Error("read mount table", "/proc/self/mountinfo", errno ? errno : EIO);
+    CHandle<libmnt_iter, mnt_free_iter> iter(mnt_new_iter(MNT_ITER_FORWARD));
+    std::vector<MountInfo> mounts;
+    libmnt_fs* fs = nullptr;
+    auto str = [](const char* s) { return s ? std::string(s) : std::string(); };
+    while (mnt_table_next_fs(table.get(), iter.get(), &fs) == 0)
+        mounts.push_back({str(mnt_fs_get_source(fs)), str(mnt_fs_get_fstype(fs)), str(mnt_fs_get_options(fs)),
+                          str(mnt_fs_get_root(fs)), str(mnt_fs_get_target(fs))});
+    return mounts;
+}
+
 std::optional<MountInfo> find_mount(const std::filesystem::path& target) {
     std::error_code ec;
     const auto resolved = std::filesystem::canonical(target, ec);
     if (ec) return std::nullopt;
-    Table table(mnt_new_table_from_file("/proc/self/mountinfo"));
-    if (!table) throw Error("read mount table", "/proc/self/mountinfo", errno ? errno : EIO);
-    libmnt_fs* fs = nullptr;
-    libmnt_iter* raw_iter = mnt_new_iter(MNT_ITER_BACKWARD);  // the last mount on a point is the visible one
-    CHandle<libmnt_iter, mnt_free_iter> iter(raw_iter);
-    while (mnt_table_next_fs(table.get(), iter.get(), &fs) == 0) {
-        const char* t = mnt_fs_get_target(fs);
-        if (!t || resolved != t) continue;
-        auto str = [](const char* s) { return s ? std::string(s) : std::string(); };
-        return MountInfo{str(mnt_fs_get_source(fs)), str(mnt_fs_get_fstype(fs)), str(mnt_fs_get_options(fs)),
-                         str(mnt_fs_get_root(fs))};
-    }
+    const auto mounts = list_mounts();
+    // The last mount on a point is the visible one.
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it)
+        if (it->target == resolved) return *it;
     return std::nullopt;
 }
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace strata::mount {
 
@@ -15,7 +16,11 @@ struct MountInfo {
     std::string fstype;
     std::string options;
     std::string fs_root;  // the subvolume path mounted, for btrfs
+    std::string target;
 };
+
+// Every mount of this mount namespace, from /proc/self/mountinfo, in mount order.
+std::vector<MountInfo> list_mounts();
 
 // The mount whose mount point is exactly target (after resolving symlinks), from
 // /proc/self/mountinfo; nullopt when target is not a mount point.

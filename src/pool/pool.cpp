@@ -61,6 +61,20 @@ std::optional<Subvolume> Pool::find(std::string_view name) const {
     return std::nullopt;
 }
 
+std::optional<Subvolume> Pool::find_by_uuid(const btrfs::Uuid& uuid) const {
+    if (btrfs::is_null(uuid)) return std::nullopt;
+    for (auto& s : list())
+        if (s.info.uuid == uuid) return std::move(s);
+    return std::nullopt;
+}
+
+std::optional<Subvolume> Pool::find_by_received_uuid(const btrfs::Uuid& uuid) const {
+    if (btrfs::is_null(uuid)) return std::nullopt;
+    for (auto& s : list())
+        if (s.info.received_uuid == uuid) return std::move(s);
+    return std::nullopt;
+}
+
 Dir Pool::hidden() const { return top_.make_dir(hidden_dir, 0700); }
 
 Dir Pool::staging() const { return hidden().make_dir("staging", 0700); }
@@ -73,14 +87,21 @@ Lock Pool::lock(std::chrono::milliseconds timeout) const {
     return lock;
 }
 
-void Pool::clean_staging(const Dir& staging) const {
-    for (const auto& entry : staging.entries()) {
-        spdlog::debug("removing stale staging entry {}", staging.path_of(entry).string());
-        const auto st = staging.stat(entry);
-        if (st && S_ISDIR(st->st_mode) && st->st_ino == subvolume_root_inode)
-            btrfs::delete_subvolume(staging, entry);
-        else
-            std::filesystem::remove_all(staging.path_of(entry));
+// Depth first: a command may have left subvolumes inside private directories (receive), and
+// those must be deleted as subvolumes (they may be read-only), not unlinked file by file.
+void Pool::clean_staging(const Dir& dir) const {
+    for (const auto& entry : dir.entries()) {
+        spdlog::debug("removing stale staging entry {}", dir.path_of(entry).string());
+        const auto st = dir.stat(entry);
+        if (!st) continue;
+        if (S_ISDIR(st->st_mode) && st->st_ino == subvolume_root_inode) {
+            btrfs::delete_subvolume(dir, entry);
+        } else if (S_ISDIR(st->st_mode)) {
+            clean_staging(dir.open_dir(entry));
+            dir.remove_dir(entry);
+        } else {
+            dir.unlink(entry);
+        }
     }
 }
 
@@ -92,14 +113,66 @@ void Pool::clean_publish_hops() const {
     }
 }
 
-Staged Pool::stage(const Lock&, const naming::Name& target) const {
-    const std::string name = target.str();
-    if (top_.stat(name)) throw Error("create", name, "it exists already", Fault::Exists);
+void Pool::require_absent(const naming::Name& target, OnConflict on_conflict) const {
+    if (on_conflict == OnConflict::Fail && top_.stat(target.str()))
+        throw Error("", "", "it exists already", Fault::Exists);
+}
+
+Staged Pool::stage(const Lock&, const naming::Name& target, OnConflict on_conflict) const {
+    require_absent(target, on_conflict);
     Dir area = staging();
     const std::string entry = std::string(naming::kind_to_string(target.kind())) + "-" + random_token();
     btrfs::create_subvolume(area, entry);
     Dir subvolume = area.open_dir(entry);
-    return Staged(top_, std::move(area), entry, std::move(subvolume), target);
+    return Staged(top_, std::move(area), entry, std::move(subvolume), target, on_conflict);
+}
+
+Staged Pool::stage_snapshot(const Lock&, const naming::Name& target, std::string_view source,
+                            OnConflict on_conflict) const {
+    require_absent(target, on_conflict);
+    Dir area = staging();
+    const std::string entry = std::string(naming::kind_to_string(target.kind())) + "-" + random_token();
+    btrfs::snapshot(top_, source, area, entry);
+    Dir subvolume = area.open_dir(entry);
+    return Staged(top_, std::move(area), entry, std::move(subvolume), target, on_conflict);
+}
+
+Staged Pool::stage_created(const Lock&, const naming::Name& target, OnConflict on_conflict,
+                           const std::function<void(const Dir& into)>& create) const {
+    require_absent(target, on_conflict);
+    const Dir area = staging();
+    const std::string holder = "created-" + random_token();
+    Dir into = area.make_dir(holder, 0700);
+    try {
+        create(into);
+        const auto entries = into.entries();
+        if (entries.size() != 1)
+            throw Error("", "", "expected one new subvolume, found " + std::to_string(entries.size()) + " entries");
+        const auto st = into.stat(entries[0]);
+        if (!st || !S_ISDIR(st->st_mode) || st->st_ino != subvolume_root_inode)
+            throw Error("", "", "'" + entries[0] + "' is not a subvolume");
+        Dir subvolume = into.open_dir(entries[0]);
+        return Staged(top_, std::move(into), entries[0], std::move(subvolume), target, on_conflict, holder);
+    } catch (...) {
+        clean_staging(into);
+        area.remove_dir(holder);
+        throw;
+    }
+}
+
+Scratch Pool::scratch(const Lock&) const {
+    Dir area = staging();
+    const std::string entry = "scratch-" + random_token();
+    btrfs::create_subvolume(area, entry);
+    Dir subvolume = area.open_dir(entry);
+    return Scratch(std::move(area), entry, std::move(subvolume));
+}
+
+Fd Pool::spool_file(const Lock&) const {
+    const Dir area = staging();
+    Fd fd(::openat(area.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!fd) throw_errno("create spool file in", area.path().string());
+    return fd;
 }
 
 }  // namespace strata::pool

@@ -133,7 +133,7 @@ TEST_CASE("staging: publish renames into place; abandoned work and crash debris 
 
         auto staged = p.stage(lock, name);
         write_file_atomic(staged.dir(), "marker", "x");
-        staged.publish(true);
+        staged.publish(pool::Access::ReadOnly);
         const auto s = p.find(name.str());
         REQUIRE(s);
         CHECK(s->info.read_only());
