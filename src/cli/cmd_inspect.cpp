@@ -24,8 +24,13 @@ void run_inspect(const Context& ctx, const InspectOptions& opts) {
                     Fault::NotFound);
     }
     const auto& s = *found;
+    // The base: the pool object this one was snapshotted from (import --base, or the parent an
+    // incremental stream was received against), while it is still in the pool.
+    const auto base = pool.find_by_uuid(s.info.parent_uuid);
     if (opts.json) {
-        print_json(subvolume_json(s));
+        auto j = subvolume_json(s);
+        j["base"] = base ? nlohmann::json(base->name) : nlohmann::json(nullptr);
+        print_json(j);
         return;
     }
     const auto c = summary_columns(s);
@@ -38,6 +43,7 @@ void run_inspect(const Context& ctx, const InspectOptions& opts) {
         {"Subvolume ID", std::to_string(s.info.id)},
         {"Generation", std::to_string(s.info.generation)},
         {"UUID", uuid(s.info.uuid)},
+        {"Base", base ? escape(base->name) : std::string("-")},
         {"Parent UUID", uuid(s.info.parent_uuid)},
         {"Received UUID", uuid(s.info.received_uuid)},
     });

@@ -28,6 +28,8 @@ void register_list(CLI::App& app, Context& ctx);
 void register_inspect(CLI::App& app, Context& ctx);
 void register_pool(CLI::App& app, Context& ctx);
 void register_import(CLI::App& app, Context& ctx);
+void register_export(CLI::App& app, Context& ctx);
+void register_remove(CLI::App& app, Context& ctx);
 void register_root(CLI::App& app, Context& ctx);
 
 }  // namespace strata::cli

@@ -11,6 +11,7 @@ enum ExitCode : int {
     exit_not_found = 3,  // a named object (subvolume, pool image, file) does not exist
     exit_exists = 4,     // the object to be created exists already
     exit_busy = 5,       // another strata command holds the pool lock
+    exit_in_use = 6,     // the object is mounted, booted or needed by another object
 };
 
 constexpr int exit_code_for(Fault fault) {
@@ -20,6 +21,7 @@ constexpr int exit_code_for(Fault fault) {
     case Fault::NotFound: return exit_not_found;
     case Fault::Exists: return exit_exists;
     case Fault::Busy: return exit_busy;
+    case Fault::InUse: return exit_in_use;
     }
     return exit_failure;
 }

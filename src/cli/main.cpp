@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", ctx.verbose, "Log more (twice for trace)");
     app.add_flag("-q,--quiet", ctx.quiet, "Print only errors and requested data");
     app.footer(
-        "Exit status: 0 ok, 1 failure, 2 usage or invalid name/value, 3 not found, 4 exists, 5 pool busy.\n"
+        "Exit status: 0 ok, 1 failure, 2 usage or invalid name/value, 3 not found, 4 exists, 5 pool busy, 6 in use.\n"
         "See 'strata COMMAND --help' and docs/ for details.");
 
     // Configuration and logging are set up before any verb runs (parse_complete_callback runs
@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
     cli::register_inspect(app, ctx);
     cli::register_pool(app, ctx);
     cli::register_import(app, ctx);
+    cli::register_export(app, ctx);
+    cli::register_remove(app, ctx);
     cli::register_root(app, ctx);
 
     try {

@@ -33,7 +33,7 @@ TEST_CASE("import refuses bad names, sources and duplicates, and changes nothing
 
     test::check_one_line_error(
         test::strata_on(mnt, {"import", "usr:org.example.Demo:x86_64:1.0", "--from-dir", example.string()}), 4,
-        "import 'usr:org.example.Demo:x86_64:1.0': create 'usr:org.example.Demo:x86_64:1.0': it exists already");
+        "import 'usr:org.example.Demo:x86_64:1.0': it exists already");
     test::check_one_line_error(
         test::strata_on(mnt, {"import", "usr:org.example.Demo:x86_64", "--from-dir", example.string()}), 2,
         "invalid name 'usr:org.example.Demo:x86_64': expected 4 fields (usr:<vendor-id>:<arch>:<version>), got 3");

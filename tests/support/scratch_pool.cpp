@@ -104,6 +104,12 @@ void unmount_all_below(const std::filesystem::path& path) {
     }
 }
 
+std::string strata_binary() { return STRATA_BINARY; }
+
+ProcessResult run_shell(const std::string& command_line) {
+    return run_process({"sh", "-c", "STRATA='" STRATA_BINARY "'; " + command_line});
+}
+
 ProcessResult run_strata(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {STRATA_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());

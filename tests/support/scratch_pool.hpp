@@ -54,8 +54,12 @@ private:
 // The backing file of a loop device, or empty if it is not attached.
 std::string loop_backing_file(const std::filesystem::path& device);
 
+// The strata binary under test.
+std::string strata_binary();
 // Runs the strata binary under test with args; stdin is /dev/null.
 ProcessResult run_strata(const std::vector<std::string>& args);
+// Runs a shell command line (for pipes and redirections into strata); $STRATA is the binary.
+ProcessResult run_shell(const std::string& command_line);
 
 // Unmounts anything mounted at or below path, for tests that let strata mount things.
 void unmount_all_below(const std::filesystem::path& path);

@@ -1,0 +1,42 @@
+#pragma once
+// zstd framing for streams in and out of the pool, through libzstd's streaming API so memory
+// stays bounded by its window, whatever the stream's size.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+namespace strata::vendor {
+
+// True when data starts with a zstd frame's magic number.
+bool looks_like_zstd(std::string_view head);
+
+// Output is handed to a sink in pieces as it is produced.
+using Sink = std::function<void(std::string_view)>;
+
+class ZstdDecoder {
+public:
+    ZstdDecoder();
+    ~ZstdDecoder();
+    void feed(std::string_view input, const Sink& sink);
+    // Throws when the input ended inside a frame.
+    void finish() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+class ZstdEncoder {
+public:
+    explicit ZstdEncoder(int level = 3);
+    ~ZstdEncoder();
+    void feed(std::string_view input, const Sink& sink);
+    void finish(const Sink& sink);  // ends the frame
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace strata::vendor
