@@ -138,18 +138,37 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv, int stdin
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), program_(std::move(other.program_)), err_(std::move(other.err_)) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      program_(std::move(other.program_)),
+      err_(std::move(other.err_)),
+      exit_status_(other.exit_status_) {}
 
 ChildProcess::~ChildProcess() {
-    if (pid_ < 0) return;
+    if (pid_ < 0 || exit_status_) return;
     ::kill(pid_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
 }
 
+bool ChildProcess::try_wait(std::chrono::milliseconds timeout) {
+    if (exit_status_) return true;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        int status = 0;
+        const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+        if (r < 0 && errno != EINTR) throw_errno("wait for", program_);
+        if (r == pid_) {
+            exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        ::usleep(10000);
+    }
+}
+
 ProcessResult ChildProcess::wait() {
     ProcessResult result;
-    result.exit_status = reap(pid_, program_);
+    result.exit_status = exit_status_ ? *exit_status_ : reap(pid_, program_);
     pid_ = -1;
     char buf[16384];
     ssize_t n;

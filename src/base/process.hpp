@@ -2,6 +2,8 @@
 // Runs helper programs (mkfs.btrfs, cp, btrfs send/receive) without a shell.
 #include <sys/types.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,8 @@ public:
     ~ChildProcess();
 
     pid_t pid() const { return pid_; }
+    // True once the child has exited (then wait() returns at once); waits up to timeout.
+    bool try_wait(std::chrono::milliseconds timeout);
     // Waits for the exit; exit status and stderr in the result (out stays empty).
     ProcessResult wait();
     // As wait(), but a non-zero exit throws like run_checked.
@@ -44,6 +48,7 @@ private:
     pid_t pid_ = -1;
     std::string program_;
     Fd err_;
+    std::optional<int> exit_status_;  // reaped by try_wait
 };
 
 }  // namespace strata

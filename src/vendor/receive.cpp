@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ struct Input {
     Fd fd;
     std::string label;
     bool seekable = false;          // a regular file: it can be read a second time
+    bool root_only = false;         // ... which nobody but root can change
     std::optional<uint64_t> size;
 };
 
@@ -44,6 +46,7 @@ Input open_input(const std::filesystem::path& source) {
     check_errno(::fstat(in.fd.get(), &st), "stat", in.label);
     if (S_ISDIR(st.st_mode)) throw Error("read", in.label, "is a directory", Fault::InvalidInput);
     in.seekable = S_ISREG(st.st_mode);
+    in.root_only = in.seekable && st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
     if (in.seekable) in.size = static_cast<uint64_t>(st.st_size);
     return in;
 }
@@ -52,6 +55,7 @@ Input open_input(const std::filesystem::path& source) {
 struct Validated {
     Fd spool;                 // set when the input had to be copied (pipe, compressed)
     int data = -1;            // the input itself or the spool
+    bool unchangeable = false;  // nobody else can change data: our spool or a root-only file
     stream::StreamSummary summary;
 };
 
@@ -63,6 +67,7 @@ Validated validate_input(const pool::Pool& pool, const pool::Lock& lock, Input& 
     Validated v;
     if (!in.seekable || compressed) v.spool = pool.spool_file(lock);
     v.data = v.spool ? v.spool.get() : in.fd.get();
+    v.unchangeable = v.spool || in.root_only;
 
     stream::StreamValidator validator;
     ZstdDecoder decoder;
@@ -85,10 +90,16 @@ Validated validate_input(const pool::Pool& pool, const pool::Lock& lock, Input& 
 }
 
 // As btrfs receive looks them up: a subvolume received from the one the stream names, else that
-// subvolume itself (a stream made on this very pool).
+// subvolume itself (a stream made on this very pool). Only read-only vendor trees qualify: a
+// stream may not take data from writable state such as a home.
 std::optional<pool::Subvolume> find_sent(const pool::Pool& pool, const btrfs::Uuid& uuid) {
     auto found = pool.find_by_received_uuid(uuid);
-    return found ? found : pool.find_by_uuid(uuid);
+    if (!found) found = pool.find_by_uuid(uuid);
+    if (found && (!found->info.read_only() || !found->typed || !found->typed->is_vendor_tree()))
+        throw Error("", "",
+                    "the stream refers to '" + found->name + "', which is not a read-only vendor tree",
+                    Fault::InvalidInput);
+    return found;
 }
 
 std::optional<pool::Subvolume> find_parent(const pool::Pool& pool, const stream::StreamSummary& summary) {
@@ -106,15 +117,34 @@ std::optional<pool::Subvolume> find_parent(const pool::Pool& pool, const stream:
                     "incremental stream needs parent subvolume " + btrfs::format_uuid(summary.parent->uuid) +
                         ", which is not in the pool: import that version first",
                     Fault::NotFound);
-    if (!parent->info.read_only())
-        throw Error("", "", "parent '" + parent->name + "' of the incremental stream is not read-only", Fault::InvalidInput);
     return parent;
 }
 
-// Second pass: the validated bytes are fed to btrfs receive, confined by --chroot to a private
-// directory in staging. They go through a validator again, so a file changed between the passes
-// is caught; the result would stay in staging and be deleted.
-void apply(const Validated& v, const Dir& into, const ProgressFn& progress) {
+// Where btrfs receive is in the stream: the offset of its standard input.
+std::optional<uint64_t> input_position(pid_t pid) {
+    std::ifstream info("/proc/" + std::to_string(pid) + "/fdinfo/0");
+    std::string key;
+    uint64_t value = 0;
+    while (info >> key >> value)
+        if (key == "pos:") return value;
+    return std::nullopt;
+}
+
+// Second pass, for data nobody else can change: btrfs receive reads the validated file itself
+// (no copy through strata), confined by --chroot to a private directory in staging.
+void apply_unchangeable(const Validated& v, const Dir& into, const ProgressFn& progress) {
+    check_errno(static_cast<int>(::lseek(v.data, 0, SEEK_SET)), "rewind", "validated stream");
+    auto child = ChildProcess::spawn({"btrfs", "receive", "--chroot", "-e", into.path().string()}, v.data, -1);
+    while (!child.try_wait(std::chrono::milliseconds(200)))
+        if (progress)
+            if (const auto pos = input_position(child.pid())) progress({"receive", *pos, v.summary.total_bytes});
+    child.wait_checked();
+}
+
+// Second pass, for a file others could write to meanwhile: the bytes are fed to btrfs receive
+// through a validator again, so a change between the passes is caught; what was received then
+// stays in staging and is deleted.
+void apply_revalidated(const Validated& v, const Dir& into, const ProgressFn& progress) {
     int sockets[2];
     // A socket, not a pipe: send(MSG_NOSIGNAL) reports a dead receiver as EPIPE instead of
     // killing this process with SIGPIPE, so its error message can be read.
@@ -178,7 +208,8 @@ ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const
         });
         const auto parent = find_parent(pool, v.summary);
         auto staged = pool.stage_created(lock, name, options.on_conflict, [&](const Dir& into) {
-            apply(v, into, options.progress);
+            if (v.unchangeable) apply_unchangeable(v, into, options.progress);
+            else apply_revalidated(v, into, options.progress);
         });
         check_received(staged.dir(), v.summary);
         return publish_vendor_tree(pool, staged, parent, "stream");

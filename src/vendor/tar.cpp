@@ -3,10 +3,12 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/posix_acl.h>
 #include <linux/posix_acl_xattr.h>
 #include <locale.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "base/escape.hpp"
+#include "base/fd.hpp"
 
 namespace strata::vendor {
 namespace {
@@ -55,10 +58,22 @@ Fault fault_of(int errnum) {
 }
 
 // libarchive's message, with strerror added for a system error whose text it does not include
-// ("Can't create 'x'" becomes "Can't create 'x': No space left on device").
+// ("Can't create 'x'" becomes "Can't create 'x': No space left on device"). It quotes names from
+// the archive as they are, so control characters are escaped to keep the message on one line.
 std::string archive_message(archive* a) {
     const char* text = archive_error_string(a);
-    std::string message = text ? text : "unknown libarchive error";
+    std::string message;
+    for (const char* c = text ? text : "unknown libarchive error"; *c; ++c) {
+        const auto byte = static_cast<unsigned char>(*c);
+        if (byte >= 0x20 && byte != 0x7f) {
+            message += *c;
+            continue;
+        }
+        static constexpr char hex[] = "0123456789abcdef";
+        message += "\\x";
+        message += hex[byte >> 4];
+        message += hex[byte & 0xf];
+    }
     const int errnum = archive_errno(a);
     if (fault_of(errnum) == Fault::Failed) {
         const std::string cause = std::strerror(errnum);
@@ -79,7 +94,8 @@ std::string archive_message(archive* a) {
 // root. Throws (naming `entry`) for anything that could point outside. `what` prefixes the
 // reason when the name is not the entry's own (a hardlink target).
 std::string relative_path(std::string_view entry, const char* name, std::string_view what = {}) {
-    const std::string prefix = what.empty() ? std::string() : std::string(what) + " '" + escape(name ? name : "") + "': ";
+    const std::string prefix =
+        what.empty() ? std::string() : std::string(what) + " '" + escape(name ? name : "") + "': ";
     if (!name || !*name) {
         if (what.empty()) throw Error("", "", "tar entry with an empty name", Fault::InvalidInput);
         throw_entry(entry, prefix + "empty name");
@@ -110,7 +126,8 @@ public:
         if (all_.contains(path)) throw_entry(entry, "appears twice in the archive");
         for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
             const std::string parent = path.substr(0, slash);
-            if (symlinks_.contains(parent)) throw_entry(entry, "leads through symlink '" + escape(parent) + "'");
+            if (symlinks_.contains(parent))
+                throw_entry(entry, "leads through symlink '" + escape(parent) + "'");
         }
     }
 
@@ -119,7 +136,8 @@ public:
     // target leads through no symlink either.
     void check_link_target(std::string_view entry, const std::string& target, const char* raw) const {
         if (!linkable_.contains(target))
-            throw_entry(entry, "hardlink target '" + escape(raw) + "' is not an earlier file entry of the archive");
+            throw_entry(entry,
+                        "hardlink target '" + escape(raw) + "' is not an earlier file entry of the archive");
     }
 
     // hardlink_target is empty for anything but a hardlink; a hardlink to a symlink is one.
@@ -161,13 +179,26 @@ std::string kernel_acl(archive_entry* entry, int type, std::string_view name) {
     while (archive_entry_acl_next(entry, type, &entry_type, &permset, &tag, &id, &qualifier) == ARCHIVE_OK) {
         uint16_t kernel_tag = 0;
         switch (tag) {
-            case ARCHIVE_ENTRY_ACL_USER_OBJ: kernel_tag = ACL_USER_OBJ; break;
-            case ARCHIVE_ENTRY_ACL_USER: kernel_tag = ACL_USER; break;
-            case ARCHIVE_ENTRY_ACL_GROUP_OBJ: kernel_tag = ACL_GROUP_OBJ; break;
-            case ARCHIVE_ENTRY_ACL_GROUP: kernel_tag = ACL_GROUP; break;
-            case ARCHIVE_ENTRY_ACL_MASK: kernel_tag = ACL_MASK; break;
-            case ARCHIVE_ENTRY_ACL_OTHER: kernel_tag = ACL_OTHER; break;
-            default: throw_entry(name, "unsupported ACL entry");
+            case ARCHIVE_ENTRY_ACL_USER_OBJ:
+                kernel_tag = ACL_USER_OBJ;
+                break;
+            case ARCHIVE_ENTRY_ACL_USER:
+                kernel_tag = ACL_USER;
+                break;
+            case ARCHIVE_ENTRY_ACL_GROUP_OBJ:
+                kernel_tag = ACL_GROUP_OBJ;
+                break;
+            case ARCHIVE_ENTRY_ACL_GROUP:
+                kernel_tag = ACL_GROUP;
+                break;
+            case ARCHIVE_ENTRY_ACL_MASK:
+                kernel_tag = ACL_MASK;
+                break;
+            case ARCHIVE_ENTRY_ACL_OTHER:
+                kernel_tag = ACL_OTHER;
+                break;
+            default:
+                throw_entry(name, "unsupported ACL entry");
         }
         auto kernel_id = static_cast<uint32_t>(ACL_UNDEFINED_ID);
         if (kernel_tag == ACL_USER || kernel_tag == ACL_GROUP) {
@@ -216,13 +247,16 @@ struct EntryAcl {
         while (archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
             const std::string_view k = key ? key : "";
             const std::string blob(static_cast<const char*>(value), value ? size : 0);
-            if (k == "system.posix_acl_access") acl.access = blob;
-            else if (k == "system.posix_acl_default") acl.default_acl = blob;
+            if (k == "system.posix_acl_access")
+                acl.access = blob;
+            else if (k == "system.posix_acl_default")
+                acl.default_acl = blob;
         }
         if (archive_entry_acl_types(entry) & ARCHIVE_ENTRY_ACL_TYPE_NFS4)
             throw_entry(name, "NFSv4 ACLs cannot be stored on Linux");
         if (acl.access.empty()) acl.access = kernel_acl(entry, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, name);
-        if (acl.default_acl.empty()) acl.default_acl = kernel_acl(entry, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, name);
+        if (acl.default_acl.empty())
+            acl.default_acl = kernel_acl(entry, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, name);
         archive_entry_acl_clear(entry);
         if (!acl.default_acl.empty() && archive_entry_filetype(entry) != AE_IFDIR)
             throw_entry(name, "default ACL on a non-directory");
@@ -248,22 +282,35 @@ private:
 };
 
 // What a directory gets after everything is written: its ACLs (a default ACL set earlier would be
-// inherited by the entries extracted into it) and its times (each entry created in it changes
-// its mtime). libarchive defers times of the directories it creates, but not of one that exists
-// already: the root, or a directory whose entry comes after its contents.
+// inherited by the entries extracted into it), its times (each entry created in it changes its
+// mtime) and its file flags (an immutable directory takes no entries, nor the other fixups).
+// libarchive defers times of the directories it creates, but not of one that exists already (the
+// root, or a directory whose entry comes after its contents), and it ignores failures of its
+// deferred work.
 struct DirFixup {
     std::string name;  // as in the archive, for messages
     std::string path;  // relative to the destination, "" for the root
     EntryAcl acl;
     struct timespec times[2];
+    unsigned long flags_set = 0;
+    unsigned long flags_clear = 0;
 
     void apply() const {
         acl.apply(name, path);
         const char* p = path.empty() ? "." : path.c_str();
-        if (::utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) < 0) {
-            const int errnum = errno;
-            throw Error("tar entry", name, std::string("set times: ") + std::strerror(errnum));
-        }
+        if (::utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) < 0) fail("set times");
+        if (flags_set == 0 && flags_clear == 0) return;
+        const Fd fd(::open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        int flags = 0;
+        if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) < 0) fail("set file flags");
+        flags = static_cast<int>((static_cast<unsigned long>(flags) | flags_set) & ~flags_clear);
+        if (::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) < 0) fail("set file flags");
+    }
+
+private:
+    [[noreturn]] void fail(std::string_view what) const {
+        const int errnum = errno;
+        throw Error("tar entry", name, std::string(what) + ": " + std::strerror(errnum));
     }
 };
 
@@ -342,10 +389,34 @@ private:
     locale_t previous_ = nullptr;
 };
 
+// The archive's bytes as read from the descriptor, counted for progress: the count is exact
+// also for a pipe, where nothing else knows the size.
+struct Source {
+    int fd;
+    std::vector<char> buffer = std::vector<char>(read_block_size);
+    uint64_t bytes = 0;
+
+    static la_ssize_t read(archive* a, void* self, const void** block) {
+        auto* source = static_cast<Source*>(self);
+        for (;;) {
+            const ssize_t n = ::read(source->fd, source->buffer.data(), source->buffer.size());
+            if (n >= 0) {
+                source->bytes += static_cast<uint64_t>(n);
+                *block = source->buffer.data();
+                return n;
+            }
+            if (errno != EINTR) {
+                archive_set_error(a, errno, "read");
+                return ARCHIVE_FATAL;
+            }
+        }
+    }
+};
+
 class Extraction {
 public:
     Extraction(int fd, bool drain, std::optional<uint64_t> total, ProgressChannel& progress)
-        : fd_(fd), drain_(drain), total_(total), progress_(progress) {
+        : source_{fd}, drain_(drain), total_(total), progress_(progress) {
         in_.reset(archive_read_new());
         out_.reset(archive_write_disk_new());
         if (!in_ || !out_) throw Error("set up libarchive", "", ENOMEM);
@@ -356,11 +427,12 @@ public:
                               archive_read_support_filter_xz, archive_read_support_filter_lzma,
                               archive_read_support_filter_zstd, archive_read_support_filter_lz4})
             if (support(in_.get()) < ARCHIVE_WARN) throw_archive(in_.get(), "set up libarchive", "");
-        if (archive_read_support_format_tar(in_.get()) != ARCHIVE_OK) throw_archive(in_.get(), "set up libarchive", "");
+        if (archive_read_support_format_tar(in_.get()) != ARCHIVE_OK)
+            throw_archive(in_.get(), "set up libarchive", "");
         // No archive_write_disk_set_standard_lookup: ids stay numeric.
         if (archive_write_disk_set_options(out_.get(), disk_flags) != ARCHIVE_OK)
             throw_archive(out_.get(), "set up libarchive", "");
-        if (archive_read_open_fd(in_.get(), fd, read_block_size) != ARCHIVE_OK)
+        if (archive_read_open(in_.get(), &source_, nullptr, Source::read, nullptr) != ARCHIVE_OK)
             throw Error("", "", archive_message(in_.get()), fault_of(archive_errno(in_.get())));
     }
 
@@ -377,7 +449,8 @@ public:
                 break;
             }
             if (r != ARCHIVE_OK) {
-                if (last_entry_.empty()) throw Error("", "", archive_message(in_.get()), fault_of(archive_errno(in_.get())));
+                if (last_entry_.empty())
+                    throw Error("", "", archive_message(in_.get()), fault_of(archive_errno(in_.get())));
                 throw_archive(in_.get(), "header after tar entry", last_entry_);
             }
             extract(entry);
@@ -386,7 +459,7 @@ public:
         // Deferred modes and times of the directories libarchive created are applied here.
         if (archive_write_close(out_.get()) != ARCHIVE_OK) throw_archive(out_.get(), "finish", "");
         for (const auto& fixup : dirs_) fixup.apply();
-        // MUTATION2
+        if (drain_) drain();
         report(true);
     }
 
@@ -413,30 +486,44 @@ private:
         const bool directory = !hardlink && type == AE_IFDIR;
         if (path.empty() && !directory) throw_entry(name, "the root entry is not a directory");
         const EntryAcl acl = EntryAcl::take(entry, name);
+        unsigned long flags_set = 0, flags_clear = 0;
+        if (directory) {
+            archive_entry_fflags(entry, &flags_set, &flags_clear);
+            archive_entry_set_fflags(entry, 0, 0);
+        }
 
         archive_entry_set_pathname(entry, path.empty() ? "." : path.c_str());
         if (hardlink) archive_entry_set_hardlink(entry, target.c_str());
         last_entry_ = name;
 
-        if (archive_write_header(out_.get(), entry) != ARCHIVE_OK) throw_archive(out_.get(), "tar entry", name);
+        if (archive_write_header(out_.get(), entry) != ARCHIVE_OK)
+            throw_archive(out_.get(), "tar entry", name);
         copy_data(name);
-        if (archive_write_finish_entry(out_.get()) != ARCHIVE_OK) throw_archive(out_.get(), "tar entry", name);
+        if (archive_write_finish_entry(out_.get()) != ARCHIVE_OK)
+            throw_archive(out_.get(), "tar entry", name);
         seen_.add(path, type, target);
 
         if (directory) {
-            dirs_.push_back({name, path, acl,
+            dirs_.push_back({name,
+                             path,
+                             acl,
                              {entry_time(archive_entry_atime_is_set(entry), archive_entry_atime(entry),
                                          archive_entry_atime_nsec(entry)),
                               entry_time(archive_entry_mtime_is_set(entry), archive_entry_mtime(entry),
-                                         archive_entry_mtime_nsec(entry))}});
+                                         archive_entry_mtime_nsec(entry))},
+                             flags_set,
+                             flags_clear});
         } else if (!acl.empty()) {
             acl.apply(name, path);
         }
     }
 
     [[noreturn]] void throw_truncated() const {
-        if (last_entry_.empty()) throw Error("", "", "truncated archive: no end-of-archive marker", Fault::InvalidInput);
-        throw Error("", "", "truncated archive: ends after tar entry '" + escape(last_entry_) + "' without an end-of-archive marker",
+        if (last_entry_.empty())
+            throw Error("", "", "truncated archive: no end-of-archive marker", Fault::InvalidInput);
+        throw Error("", "",
+                    "truncated archive: ends after tar entry '" + escape(last_entry_) +
+                        "' without an end-of-archive marker",
                     Fault::InvalidInput);
     }
 
@@ -457,34 +544,30 @@ private:
     // Reads a pipe to its end, so the program writing it (curl, zstd -dc) does not die of
     // SIGPIPE on the end-of-archive padding that libarchive never needs.
     void drain() {
-        char buffer[65536];
+        const void* block = nullptr;
         for (;;) {
-            const ssize_t n = ::read(fd_, buffer, sizeof buffer);
+            const la_ssize_t n = Source::read(in_.get(), &source_, &block);
             if (n == 0) return;
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                throw_errno("read", "");
-            }
-            drained_ += static_cast<uint64_t>(n);
-            if (progress_.cancelled()) throw Error("", "", "cancelled");
+            if (n < 0) throw_archive(in_.get(), "", "");
+            report(false);
         }
     }
 
     void report(bool final) {
         if (progress_.cancelled()) throw Error("", "", "cancelled");
-        uint64_t bytes = static_cast<uint64_t>(archive_filter_bytes(in_.get(), -1)) + drained_;
-        // libarchive stops at the end-of-archive marker; what follows is padding.
+        uint64_t bytes = source_.bytes;
+        // libarchive stops at the end-of-archive marker; the rest of a file is padding.
         if (final && total_) bytes = *total_;
         if (!final && bytes - reported_ < progress_interval) return;
         reported_ = bytes;
         progress_.publish(bytes);
     }
 
-    int fd_;
+    // Declared in this order so the writer is freed (and its pending fixups applied) before the
+    // reader, and the reader before its source.
+    Source source_;
     bool drain_;
     std::optional<uint64_t> total_;
-    // Declared in this order so the writer is freed (and its pending fixups applied) before the
-    // reader.
     ArchiveReader in_;
     ArchiveWriter out_;
     ProgressChannel& progress_;
@@ -492,7 +575,6 @@ private:
     std::vector<DirFixup> dirs_;
     std::string last_entry_;
     uint64_t reported_ = 0;
-    uint64_t drained_ = 0;
 };
 
 // Runs fn on a new thread whose working directory is `dir`. unshare(CLONE_FS) gives the thread
@@ -528,9 +610,10 @@ void run_in(const Dir& dir, ProgressChannel& progress, const TarProgress& on_pro
 
 }  // namespace
 
-void extract_tar(int fd, std::string_view source_name, const Dir& destination, const TarProgress& on_progress) {
-    const std::string context = source_name == "-" ? "extract from standard input"
-                                                   : "extract '" + escape(source_name) + "'";
+void extract_tar(int fd, std::string_view source_name, const Dir& destination,
+                 const TarProgress& on_progress) {
+    const std::string context =
+        source_name == "-" ? "extract from standard input" : "extract '" + escape(source_name) + "'";
     try {
         if (!destination.entries().empty())
             throw Error("destination", destination.path().string(), "not empty");
@@ -544,14 +627,16 @@ void extract_tar(int fd, std::string_view source_name, const Dir& destination, c
         }
         const bool drain = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
         ProgressChannel progress;
-        run_in(destination, progress, on_progress, total, [&] { Extraction(fd, drain, total, progress).run(); });
+        run_in(destination, progress, on_progress, total,
+               [&] { Extraction(fd, drain, total, progress).run(); });
     } catch (Error& e) {
         e.within(context);
         throw;
     }
 }
 
-void extract_tar(const std::filesystem::path& source, const Dir& destination, const TarProgress& on_progress) {
+void extract_tar(const std::filesystem::path& source, const Dir& destination,
+                 const TarProgress& on_progress) {
     if (source == "-") return extract_tar(STDIN_FILENO, "-", destination, on_progress);
     const Fd fd(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!fd) throw_errno("extract", source.string());

@@ -19,7 +19,7 @@ std::string mount_source(const std::filesystem::path& target) {
 
 }  // namespace
 
-TEST_CASE("pool init --image creates a mounted pool; umount and mount bring it back") {
+TEST_CASE("pool init --image creates a mounted pool, umount and mount bring it back") {
     test::require_root_and_btrfs();
     test::TempDir dir;
     UnmountBelow cleanup{dir.path()};

@@ -17,7 +17,7 @@ void import(const fs::path& mnt, const std::string& name) {
 }
 }  // namespace
 
-TEST_CASE("remove deletes the named trees; --dry-run only says so") {
+TEST_CASE("remove deletes the named trees, --dry-run only says so") {
     test::require_root_and_btrfs();
     test::ScratchPool scratch;
     const auto mnt = scratch.mountpoint();

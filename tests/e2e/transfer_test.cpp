@@ -106,7 +106,7 @@ struct TwoPools {
 
 }  // namespace
 
-TEST_CASE("dir -> import -> export -> import on a second pool reproduces the tree; incremental v1 -> v2 too") {
+TEST_CASE("dir -> import -> export -> import on a second pool reproduces the tree, incremental v1 -> v2 too") {
     test::require_root_and_btrfs();
     TwoPools t;
     require_ok(test::strata_on(t.a.mountpoint(), {"import", v1, "--from-dir", t.tree1.string()}));
@@ -131,12 +131,15 @@ TEST_CASE("dir -> import -> export -> import on a second pool reproduces the tre
     CHECK(fs::file_size(delta) < 64 * 1024);
     CHECK(fs::file_size(full) > 1024 * 1024);
 
+    // A file another user could change between validation and receive takes the re-validating path.
+    REQUIRE(::chown(full.c_str(), 65534, 65534) == 0);
     require_ok(test::strata_on(t.b.mountpoint(), {"import", v1, "--from-stream", full.string()}));
     check_same_tree(t.tree1, t.b.mountpoint() / v1);
     // Incremental, compressed, through a pipe.
     r = test::run_shell("cat '" + delta.string() + "' | \"$STRATA\" --pool '" + t.b.mountpoint().string() +
                         "' import " + v2 + " --from-stream - --json");
     require_ok(r);
+    CHECK(r.err.empty());  // no progress line without a terminal
     CHECK(nlohmann::json::parse(r.out)["base"] == v1);
     check_same_tree(t.tree2, t.b.mountpoint() / v2);
 
@@ -144,6 +147,30 @@ TEST_CASE("dir -> import -> export -> import on a second pool reproduces the tre
     CHECK(info.read_only());
     CHECK(btrfs::format_uuid(info.received_uuid) == imported["uuid"]);
     check_unchanged(t.b.mountpoint(), test::list_json(t.b.mountpoint()));
+}
+
+TEST_CASE("on a terminal, import and export show a progress line") {
+    test::require_root_and_btrfs();
+    test::ScratchPool scratch;
+    test::TempDir work;
+    const auto mnt = scratch.mountpoint();
+    REQUIRE(run_process({"dd", "if=/dev/urandom", "of=" + (work.path() / "blob").string(), "bs=1M", "count=8",
+                         "status=none"})
+                .exit_status == 0);
+    require_ok(test::strata_on(mnt, {"import", v1, "--from-dir", work.path().string()}));
+    const auto stream = work.path() / "s.stream";
+    // script(1) gives strata a pseudo-terminal; what it drew lands in the output.
+    auto on_terminal = [&](const std::string& args) {
+        return run_process({"script", "-qec", test::strata_binary() + " --pool " + mnt.string() + " " + args, "/dev/null"});
+    };
+    auto r = on_terminal("export " + v1 + " -o " + stream.string());
+    require_ok(r);
+    CHECK_MESSAGE(r.out.find("send: ") != std::string::npos, r.out);
+    r = on_terminal("import " + v2 + " --from-stream " + stream.string());
+    require_ok(r);
+    CHECK_MESSAGE(r.out.find("validate: ") != std::string::npos, r.out);
+    CHECK_MESSAGE(r.out.find(" of 8.") != std::string::npos, r.out);  // the total is known for a file
+    CHECK(r.out.find("Imported '" + v2 + "'.") != std::string::npos);
 }
 
 TEST_CASE("a stream imported by strata equals the same stream applied by btrfs receive") {
@@ -316,7 +343,7 @@ TEST_CASE("a base never hides a change: same size and second, other content or n
     CHECK(read_file(Dir::open(mnt / v2 / "dir"), "clamped") == "bbbb\n");
 }
 
-TEST_CASE("--replace swaps an existing tree atomically; without it the name is refused") {
+TEST_CASE("--replace swaps an existing tree atomically, without it the name is refused") {
     test::require_root_and_btrfs();
     test::ScratchPool scratch;
     test::TempDir work;
@@ -333,7 +360,7 @@ TEST_CASE("--replace swaps an existing tree atomically; without it the name is r
     check_unchanged(mnt, test::list_json(mnt));
 }
 
-TEST_CASE("an import killed with SIGKILL leaves no named subvolume; the next command cleans up") {
+TEST_CASE("an import killed with SIGKILL leaves no named subvolume, the next command cleans up") {
     test::require_root_and_btrfs();
     test::ScratchPool scratch(1ull << 30);
     test::TempDir work;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "support/errors.hpp"
 #include "base/error.hpp"
 #include "btrfs/subvolume.hpp"
 #include "support/scratch_pool.hpp"
@@ -17,14 +18,7 @@ void write_text(const Dir& dir, const char* name, const char* text) {
     REQUIRE(::write(fd.get(), text, std::strlen(text)) == static_cast<ssize_t>(std::strlen(text)));
 }
 
-std::string error_of(auto&& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test::error_of;
 
 }  // namespace
 

@@ -58,7 +58,7 @@ TEST_CASE("a pool is the top-level subvolume of a btrfs filesystem, nothing else
     test::unmount_all_below(tmpfs_dir.path());
 }
 
-TEST_CASE("list shows direct children in kind, id, arch and version order; untyped last") {
+TEST_CASE("list shows direct children in kind, id, arch and version order, untyped last") {
     test::ScratchPool scratch;
     const auto p = pool::Pool::open(scratch.mountpoint());
     CHECK(p.list().empty());
@@ -118,7 +118,7 @@ TEST_CASE("the second mutator waits for the lock when the first finishes in time
     releaser.join();
 }
 
-TEST_CASE("staging: publish renames into place; abandoned work and crash debris disappear") {
+TEST_CASE("staging: publish renames into place, abandoned work and crash debris disappear") {
     test::ScratchPool scratch;
     const auto p = pool::Pool::open(scratch.mountpoint());
     const auto name = naming::Name::parse("usr:org.example.Demo:x86_64:1.0");

@@ -61,7 +61,7 @@ TEST_CASE("errors name the operation, the object and the cause, and gather conte
     }
 }
 
-TEST_CASE("run_process collects output and status; run_checked reports the last stderr line") {
+TEST_CASE("run_process collects output and status, run_checked reports the last stderr line") {
     auto r = run_process({"sh", "-c", "echo out; echo err >&2; exit 3"});
     CHECK(r.exit_status == 3);
     CHECK(r.out == "out\n");

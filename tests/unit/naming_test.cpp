@@ -119,7 +119,7 @@ TEST_CASE("hostile and malformed names are refused, saying which field and why")
     }
 }
 
-TEST_CASE("names longer than a btrfs entry are refused; 255 bytes are fine") {
+TEST_CASE("names longer than a btrfs entry are refused, 255 bytes are fine") {
     const std::string prefix = "usr:org.example.Demo:x86_64:";
     const std::string fits = prefix + std::string(max_name_bytes - prefix.size(), '1');
     CHECK(Name::parse(fits).str().size() == 255);

@@ -698,7 +698,7 @@ TEST_CASE("validate_stream: reads a pipe to its end") {
     CHECK_FALSE(reports.back().total.has_value());
 }
 
-TEST_CASE("validate_stream: a file's size is the progress total; errors are InvalidInput") {
+TEST_CASE("validate_stream: a file's size is the progress total, errors are InvalidInput") {
     for (const auto& path : corpus_files("valid-v1-full")) {
         const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         REQUIRE(fd >= 0);
