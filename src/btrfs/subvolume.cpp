@@ -1,5 +1,10 @@
 #include "btrfs/subvolume.hpp"
 
+#include <linux/btrfs.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
 #include <btrfsutil.h>
 #include <sys/statfs.h>
 
@@ -155,6 +160,14 @@ std::vector<Child> children(const Dir& subvolume) {
 
 void sync(const Dir& dir) {
     call("sync filesystem of", dir.path(), [&] { return btrfs_util_sync_fd(dir.fd()); });
+}
+
+Uuid filesystem_uuid(const Dir& any_in_fs) {
+    btrfs_ioctl_fs_info_args args{};
+    check_errno(::ioctl(any_in_fs.fd(), BTRFS_IOC_FS_INFO, &args), "read filesystem info of", any_in_fs.path().string());
+    Uuid uuid{};
+    std::memcpy(uuid.data(), args.fsid, uuid.size());
+    return uuid;
 }
 
 }  // namespace strata::btrfs

@@ -66,6 +66,9 @@ SubvolumeInfo info(const Dir& any_in_fs, uint64_t id);   // any subvolume of the
 // All subvolumes below `subvolume` (pre-order: parents before their children).
 std::vector<Child> children(const Dir& subvolume);
 
+// The filesystem's uuid (what root=UUID= names), from the BTRFS_IOC_FS_INFO ioctl.
+Uuid filesystem_uuid(const Dir& any_in_fs);
+
 // Commits the current transaction, so deletions free their space and creations are durable.
 void sync(const Dir& dir);
 

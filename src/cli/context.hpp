@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "deploy/deployment.hpp"
 #include "pool/pool.hpp"
 
 namespace strata::cli {
@@ -14,6 +15,7 @@ namespace strata::cli {
 struct Context {
     std::optional<std::filesystem::path> pool_path;  // --pool, else configuration
     std::optional<std::filesystem::path> config_file; // --config replaces the system files
+    std::optional<std::filesystem::path> boot_dir;    // --boot-dir, else configuration, else found
     int verbose = 0;
     bool quiet = false;
     config::Config config;
@@ -21,6 +23,7 @@ struct Context {
     std::filesystem::path effective_pool_path() const { return pool_path.value_or(config.pool.path); }
     pool::Pool open_pool() const { return pool::Pool::open(effective_pool_path()); }
     pool::Lock lock(const pool::Pool& p) const { return p.lock(config.pool.lock_timeout); }
+    deploy::BootTarget boot_target() const;
 };
 
 // One function per verb file registers its subcommand; the callback does the work.
@@ -31,5 +34,10 @@ void register_import(CLI::App& app, Context& ctx);
 void register_export(CLI::App& app, Context& ctx);
 void register_remove(CLI::App& app, Context& ctx);
 void register_root(CLI::App& app, Context& ctx);
+void register_deploy(CLI::App& app, Context& ctx);
+void register_status(CLI::App& app, Context& ctx);
+void register_rollback(CLI::App& app, Context& ctx);
+void register_pin(CLI::App& app, Context& ctx);
+void register_gc(CLI::App& app, Context& ctx);
 
 }  // namespace strata::cli

@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
     app.add_option("--config", ctx.config_file,
                    "Read only this configuration file instead of /usr/lib/strata/strata.toml, /etc/strata/strata.toml and its .d drop-ins")
         ->type_name("FILE");
+    app.add_option("--boot-dir", ctx.boot_dir,
+                   "$BOOT for boot entries and kernels (default: boot.dir, else XBOOTLDR or the ESP as systemd finds them)")
+        ->type_name("DIR");
     app.add_flag("-v,--verbose", ctx.verbose, "Log more (twice for trace)");
     app.add_flag("-q,--quiet", ctx.quiet, "Print only errors and requested data");
     app.footer(
@@ -51,6 +54,11 @@ int main(int argc, char** argv) {
     cli::register_export(app, ctx);
     cli::register_remove(app, ctx);
     cli::register_root(app, ctx);
+    cli::register_deploy(app, ctx);
+    cli::register_status(app, ctx);
+    cli::register_rollback(app, ctx);
+    cli::register_pin(app, ctx);
+    cli::register_gc(app, ctx);
 
     try {
         app.parse(argc, argv);

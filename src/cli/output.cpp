@@ -108,4 +108,18 @@ nlohmann::json subvolume_json(const pool::Subvolume& s) {
     return j;
 }
 
+nlohmann::json deployment_json(const deploy::Deployment& d) {
+    return {{"id", d.id},
+            {"root", d.root},
+            {"usr", d.usr},
+            {"version", d.version},
+            {"entry_file", d.entry_file},
+            {"boot_state", std::string(boot::to_string(d.state))},
+            {"tries_left", d.tries_left ? nlohmann::json(*d.tries_left) : nlohmann::json(nullptr)},
+            {"default", d.is_default},
+            {"booted", d.booted},
+            {"pinned", d.pinned},
+            {"state_snapshot", d.state_snapshot ? nlohmann::json(*d.state_snapshot) : nlohmann::json(nullptr)}};
+}
+
 }  // namespace strata::cli

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "deploy/deployment.hpp"
 #include "pool/pool.hpp"
 
 namespace strata::cli {
@@ -29,6 +30,9 @@ struct SummaryColumns {
     std::vector<std::pair<std::string, std::string>> details;  // labelled fields for inspect
 };
 SummaryColumns summary_columns(const pool::Subvolume& s);
+
+// One JSON shape for a deployment, shared by deploy, status, rollback and set-default.
+nlohmann::json deployment_json(const deploy::Deployment& d);
 
 // One JSON shape for a subvolume, shared by list and inspect (docs/json.md).
 nlohmann::json subvolume_json(const pool::Subvolume& s);

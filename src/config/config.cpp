@@ -165,6 +165,34 @@ std::string log_level(const Field& field) {
     return text;
 }
 
+unsigned integer_in(const Field& field, int64_t min, int64_t max) {
+    const auto* integer = field.node().as_integer();
+    if (!integer) field.wrong_type("an integer");
+    const int64_t value = integer->get();
+    if (value < min || value > max)
+        field.invalid("must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                      std::to_string(value));
+    return static_cast<unsigned>(value);
+}
+
+// Kernel command line words: no whitespace or control characters inside one.
+std::vector<std::string> kernel_args(const Field& field) {
+    const auto* array = field.node().as_array();
+    if (!array) field.wrong_type("an array of strings");
+    std::vector<std::string> args;
+    for (const auto& element : *array) {
+        const auto* value = element.as_string();
+        if (!value) field.invalid("must contain only strings");
+        const std::string& text = value->get();
+        const bool bad = text.empty() || std::any_of(text.begin(), text.end(), [](char c) {
+                             return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+                         });
+        if (bad) field.invalid("must hold single words without spaces, got '" + escape(text) + "'");
+        args.push_back(text);
+    }
+    return args;
+}
+
 // Every key there is; anything else in a file is a mistake worth stopping for.
 struct Key {
     std::string_view section;
@@ -177,6 +205,10 @@ constexpr Key keys[] = {
     {"pool", "image", [](const Field& f, Config& c) { c.pool.image = absolute_path(f); }},
     {"pool", "image-size", [](const Field& f, Config& c) { c.pool.image_size = image_size(f); }},
     {"pool", "lock-timeout-sec", [](const Field& f, Config& c) { c.pool.lock_timeout = lock_timeout(f); }},
+    {"boot", "dir", [](const Field& f, Config& c) { c.boot.dir = absolute_path(f); }},
+    {"boot", "tries", [](const Field& f, Config& c) { c.boot.tries = integer_in(f, 0, 100); }},
+    {"boot", "kernel-args", [](const Field& f, Config& c) { c.boot.kernel_args = kernel_args(f); }},
+    {"gc", "keep", [](const Field& f, Config& c) { c.gc.keep = integer_in(f, 1, 1000); }},
     {"log", "level", [](const Field& f, Config& c) { c.log.level = log_level(f); }},
 };
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,12 +27,24 @@ struct PoolSettings {
     std::chrono::milliseconds lock_timeout{30000};             // wait for another command's lock
 };
 
+struct BootSettings {
+    std::optional<std::filesystem::path> dir;  // $BOOT; unset: found as systemd does
+    unsigned tries = 3;                        // boot counting for new entries; 0: off
+    std::vector<std::string> kernel_args;      // appended to every entry's options
+};
+
+struct GcSettings {
+    unsigned keep = 3;  // usr versions kept per vendor and arch
+};
+
 struct LogSettings {
     std::string level = "info";  // trace, debug, info, warning, error, critical or off
 };
 
 struct Config {
     PoolSettings pool;
+    BootSettings boot;
+    GcSettings gc;
     LogSettings log;
 };
 

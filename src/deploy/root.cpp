@@ -5,7 +5,11 @@
 
 #include "base/error.hpp"
 #include "naming/arch.hpp"
+#include "boot/entries.hpp"
+#include "btrfs/subvolume.hpp"
+#include "deploy/database.hpp"
 #include "pool/staging.hpp"
+#include "vendor/remove.hpp"
 
 namespace strata::deploy {
 namespace {
@@ -46,6 +50,68 @@ void create_root(const pool::Pool& pool, const pool::Lock& lock, const naming::N
         auto staged = pool.stage(lock, name);
         make_skeleton(staged.dir(), name);
         staged.publish(pool::Access::Writable);
+    });
+}
+
+namespace {
+
+naming::Name require_existing_root(const pool::Pool& pool, const naming::Name& name) {
+    if (name.kind() != naming::Kind::Root)
+        throw Error("", "", "not a root instance name (root:<name>:<vendor-id>:<arch>)", Fault::InvalidInput);
+    if (!pool.find(name.str())) throw Error("", "", "no such root instance in the pool", Fault::NotFound);
+    return name;
+}
+
+}  // namespace
+
+void clone_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& source, const naming::Name& clone,
+                bool keep_machine_id) {
+    with_context("clone root", source.str(), [&] {
+        require_existing_root(pool, source);
+        if (clone.kind() != naming::Kind::Root || clone.vendor_id() != source.vendor_id() || clone.arch() != source.arch())
+            throw Error("", "", "the clone '" + clone.str() + "' must be a root instance of the same vendor and arch",
+                        Fault::InvalidInput);
+        auto staged = pool.stage_snapshot(lock, clone, source.str());
+        if (!keep_machine_id) {
+            if (const auto etc = staged.dir().try_open_dir("etc"); etc && etc->stat("machine-id"))
+                etc->unlink("machine-id");
+        }
+        staged.publish(pool::Access::Writable);
+    });
+}
+
+void remove_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name, const Dir* boot_dir) {
+    with_context("remove root", name.str(), [&] {
+        require_existing_root(pool, name);
+        if (const auto uses = vendor::uses_of(pool, name.str()); !uses.empty())
+            throw Error("", "", "in use (" + uses.front() + ")", Fault::InUse);
+        Database db = load_database(pool);
+        if (boot_dir) {
+            const std::string uuid = btrfs::format_uuid(btrfs::filesystem_uuid(pool.top()));
+            for (const auto& file : boot::list_entries(*boot_dir)) {
+                std::string options;
+                for (const auto& o : file.entry.options) options += " " + o + " ";
+                if (options.find(" root=UUID=" + uuid + " ") != std::string::npos &&
+                    options.find(" rootflags=subvol=" + name.str() + " ") != std::string::npos)
+                    boot::remove_entry(*boot_dir, file.name.id);
+            }
+        }
+        // Entries go first, the subvolume last: a crash in between leaves debris, never an entry
+        // that boots a missing root.
+        const auto record = db.roots.find(name.str());
+        std::vector<std::string> states;
+        if (record != db.roots.end()) {
+            for (const auto& [usr, path] : record->second.states) states.push_back(path);
+            db.roots.erase(record);
+            save_database(pool, lock, db);
+        }
+        for (const auto& path : states) {
+            const auto slash = path.rfind('/');
+            if (const auto dir = pool.top().try_open_dir(path.substr(0, slash)); dir && dir->stat(path.substr(slash + 1)))
+                btrfs::delete_subvolume(*dir, path.substr(slash + 1));
+        }
+        btrfs::delete_subvolume(pool.top(), name.str());
+        btrfs::sync(pool.top());
     });
 }
 

@@ -10,4 +10,13 @@ namespace strata::deploy {
 // first boot creates one.
 void create_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name);
 
+// A new instance as a snapshot of an existing one (same vendor and arch): all its state, but
+// without /etc/machine-id unless keep_machine_id, so the clone boots as a new machine.
+void clone_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& source, const naming::Name& clone,
+                bool keep_machine_id);
+
+// Deletes an instance with its deployment record and state snapshots; its boot entries are
+// removed from boot_dir when given. Refused while it is mounted or booted (Fault::InUse).
+void remove_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name, const Dir* boot_dir);
+
 }  // namespace strata::deploy

@@ -49,6 +49,8 @@ public:
     static Pool open(const std::filesystem::path& path);
 
     const Dir& top() const { return top_; }
+    // strata's own directory in the pool (.strata/), created on first use.
+    Dir hidden() const;
     const std::filesystem::path& path() const { return top_.path(); }
 
     std::vector<Subvolume> list() const;  // typed and untyped top-level subvolumes, list order
@@ -83,7 +85,6 @@ public:
 
 private:
     explicit Pool(Dir top) : top_(std::move(top)) {}
-    Dir hidden() const;
     Dir staging() const;
     void clean_staging(const Dir& dir) const;
 

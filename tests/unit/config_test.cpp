@@ -281,3 +281,25 @@ TEST_CASE("log levels are checked") {
 TEST_CASE("the file name in errors is escaped") {
     CHECK(parse_error("x = 1", "a\nb") == "config 'a\\nb' line 1: unknown key 'x'");
 }
+
+TEST_CASE("boot and gc keys") {
+    const config::Config defaults;
+    CHECK_FALSE(defaults.boot.dir);
+    CHECK(defaults.boot.tries == 3);
+    CHECK(defaults.boot.kernel_args.empty());
+    CHECK(defaults.gc.keep == 3);
+    const auto c = config::parse(
+        "[boot]\ndir = \"/efi\"\ntries = 0\nkernel-args = [\"quiet\", \"console=ttyS0\"]\n[gc]\nkeep = 5\n", "F");
+    CHECK(c.boot.dir == "/efi");
+    CHECK(c.boot.tries == 0);
+    CHECK(c.boot.kernel_args == std::vector<std::string>{"quiet", "console=ttyS0"});
+    CHECK(c.gc.keep == 5);
+    CHECK(parse_error("[boot]\ndir = \"boot\"") == "config 'F' line 2: 'boot.dir' must be an absolute path");
+    CHECK(parse_error("[boot]\ntries = 101") == "config 'F' line 2: 'boot.tries' must be between 0 and 100, got 101");
+    CHECK(parse_error("[boot]\ntries = \"3\"") == "config 'F' line 2: 'boot.tries' must be an integer, got string");
+    CHECK(parse_error("[boot]\nkernel-args = [\"a b\"]") ==
+          "config 'F' line 2: 'boot.kernel-args' must hold single words without spaces, got 'a b'");
+    CHECK(parse_error("[boot]\nkernel-args = \"quiet\"") ==
+          "config 'F' line 2: 'boot.kernel-args' must be an array of strings, got string");
+    CHECK(parse_error("[gc]\nkeep = 0") == "config 'F' line 2: 'gc.keep' must be between 1 and 1000, got 0");
+}

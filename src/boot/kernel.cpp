@@ -1,0 +1,255 @@
+#include "boot/kernel.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "base/error.hpp"
+
+namespace strata::boot {
+namespace {
+
+constexpr std::string_view initrd_names[] = {"initrd", "initrd.img", "initramfs.img"};
+constexpr size_t buffer_size = 1 << 20;
+
+bool valid_file_name(std::string_view name) {
+    if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
+    for (const char c : name) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+                        c == '_' || c == '.' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+void check_name(std::string_view what, std::string_view name) {
+    if (!valid_file_name(name))
+        throw Error(what, name, "not a valid file name (only A-Z a-z 0-9 + _ . -, at most 255 characters)",
+                    Fault::InvalidInput);
+}
+
+[[noreturn]] void not_found(const Dir& tree, const std::string& reason) {
+    throw Error("find kernel in", tree.path().string(), reason, Fault::NotFound);
+}
+
+// A regular file in dir (not following a final symlink); nullopt when absent.
+std::optional<struct stat> regular_file(const Dir& tree, const Dir& dir, std::string_view name) {
+    const auto st = dir.stat(name);
+    if (!st) return std::nullopt;
+    if (!S_ISREG(st->st_mode))
+        throw Error("find kernel in", tree.path().string(),
+                    "'" + dir.path_of(name).string() + "' is not a regular file" +
+                        (S_ISLNK(st->st_mode) ? " (symbolic links are not followed)" : ""),
+                    Fault::InvalidInput);
+    return st;
+}
+
+// True if the file at fd (from offset 0) has exactly the bytes of src (from offset 0).
+bool same_content(int a, int b, uint64_t size, std::string_view what) {
+    auto buf_a = std::make_unique<char[]>(buffer_size), buf_b = std::make_unique<char[]>(buffer_size);
+    uint64_t offset = 0;
+    while (offset < size) {
+        const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer_size, size - offset));
+        const ssize_t na = ::pread(a, buf_a.get(), want, static_cast<off_t>(offset));
+        if (na < 0) throw_errno("read", what);
+        const ssize_t nb = ::pread(b, buf_b.get(), want, static_cast<off_t>(offset));
+        if (nb < 0) throw_errno("read", what);
+        if (na != nb || na == 0 || std::memcmp(buf_a.get(), buf_b.get(), static_cast<size_t>(na)) != 0) return false;
+        offset += static_cast<uint64_t>(na);
+    }
+    return true;
+}
+
+// Makes dir/name hold the bytes of src (size bytes). Returns the bytes written: 0 when the file
+// was there already with the same content.
+// A copy carries its source's mtime. The source lives in a read-only usr tree, so equal size and
+// mtime (to the nanosecond) mean the copy is current without reading 50 MiB on every deploy,
+// set-default and rollback; anything else is compared byte by byte.
+uint64_t install_file(const Dir& dir, std::string_view name, int src, uint64_t size, const std::string& src_path) {
+    struct stat src_st {};
+    check_errno(::fstat(src, &src_st), "stat", src_path);
+    if (const auto st = dir.stat(name); st && S_ISREG(st->st_mode) && static_cast<uint64_t>(st->st_size) == size) {
+        if (st->st_mtim.tv_sec == src_st.st_mtim.tv_sec && st->st_mtim.tv_nsec == src_st.st_mtim.tv_nsec) return 0;
+        const Fd existing = dir.open_file(name, O_RDONLY | O_NOFOLLOW);
+        if (same_content(existing.get(), src, size, dir.path_of(name).string())) return 0;
+    }
+    AtomicFile file(dir, name);
+    auto buf = std::make_unique<char[]>(buffer_size);
+    uint64_t offset = 0;
+    while (offset < size) {
+        const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer_size, size - offset));
+        const ssize_t n = ::pread(src, buf.get(), want, static_cast<off_t>(offset));
+        if (n < 0) throw_errno("read", src_path);
+        if (n == 0) throw Error("read", src_path, "file shrank while it was copied");
+        write_all(file.fd(), std::string_view(buf.get(), static_cast<size_t>(n)), file.temp_path());
+        offset += static_cast<uint64_t>(n);
+    }
+    const timespec times[2] = {src_st.st_atim, src_st.st_mtim};
+    check_errno(::futimens(file.fd(), times), "set times of", file.temp_path());
+    file.commit();
+    return size;
+}
+
+void remove_tree_contents(const Dir& dir) {
+    for (const auto& name : dir.entries()) {
+        const auto st = dir.stat(name);
+        if (!st) continue;
+        if (S_ISDIR(st->st_mode)) {
+            remove_tree_contents(dir.open_dir(name));
+            dir.remove_dir(name);
+        } else {
+            dir.unlink(name);
+        }
+    }
+}
+
+}  // namespace
+
+KernelSource find_kernel(const Dir& usr_tree, std::optional<std::string_view> kver) {
+    std::optional<Dir> modules;
+    if (auto lib = usr_tree.try_open_dir("lib")) modules = lib->try_open_dir("modules");
+    if (!modules) not_found(usr_tree, "no kernel (no lib/modules/<kver>/vmlinuz)");
+
+    std::string version;
+    if (kver) {
+        check_name("kernel version", *kver);
+        version = std::string(*kver);
+        const auto dir = modules->try_open_dir(version);
+        if (!dir || !regular_file(usr_tree, *dir, "vmlinuz"))
+            not_found(usr_tree, "no kernel lib/modules/" + version + "/vmlinuz");
+    } else {
+        std::vector<std::string> found;
+        for (auto& name : modules->entries()) {
+            const auto st = modules->stat(name);
+            if (!st || !S_ISDIR(st->st_mode)) continue;
+            if (modules->open_dir(name).stat("vmlinuz")) found.push_back(std::move(name));
+        }
+        std::sort(found.begin(), found.end());
+        if (found.empty()) not_found(usr_tree, "no kernel (no lib/modules/<kver>/vmlinuz)");
+        if (found.size() > 1) {
+            std::string list;
+            for (const auto& f : found) list += (list.empty() ? "" : ", ") + f;
+            throw Error("find kernel in", usr_tree.path().string(),
+                        "several kernel versions (" + list + "); choose one", Fault::InvalidInput);
+        }
+        version = found.front();
+        regular_file(usr_tree, modules->open_dir(version), "vmlinuz");
+    }
+
+    const Dir dir = modules->open_dir(version);
+    const std::filesystem::path base = std::filesystem::path("lib/modules") / version;
+    for (const auto name : initrd_names)
+        if (regular_file(usr_tree, dir, name)) return KernelSource{version, base / "vmlinuz", base / name};
+    not_found(usr_tree, "no initrd beside lib/modules/" + version + "/vmlinuz (looked for initrd, initrd.img, initramfs.img)");
+}
+
+InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::string_view version, const Dir& usr_tree,
+                               const KernelSource& source) {
+    check_name("entry token", token);
+    check_name("kernel version", version);
+    const std::string t(token), v(version);
+    InstalledKernel out{"/" + t + "/" + v + "/linux", "/" + t + "/" + v + "/initrd", false, 0};
+
+    struct Source {
+        std::string_view name;
+        Fd fd;
+        uint64_t size;
+        std::string path;
+    };
+    std::vector<Source> sources;
+    const std::pair<std::string_view, const std::filesystem::path*> files[] = {{"linux", &source.vmlinuz},
+                                                                                {"initrd", &source.initrd}};
+    for (const auto& [name, rel] : files) {
+        const std::string path = usr_tree.path_of(rel->string()).string();
+        Fd fd = usr_tree.open_file(rel->string(), O_RDONLY | O_NOFOLLOW);
+        struct stat st {};
+        check_errno(::fstat(fd.get(), &st), "stat", path);
+        if (!S_ISREG(st.st_mode)) throw Error("install kernel from", path, "not a regular file", Fault::InvalidInput);
+        sources.push_back(Source{name, std::move(fd), static_cast<uint64_t>(st.st_size), path});
+    }
+
+    bool created_token = false, created_version = false;
+    std::optional<Dir> token_dir = boot.try_open_dir(t);
+    std::vector<std::string_view> written;
+    try {
+        if (!token_dir) {
+            token_dir = boot.make_dir(t);
+            created_token = true;
+            boot.sync();
+        }
+        std::optional<Dir> version_dir = token_dir->try_open_dir(v);
+        if (!version_dir) {
+            version_dir = token_dir->make_dir(v);
+            created_version = true;
+            token_dir->sync();
+        }
+        for (const auto& s : sources) {
+            const uint64_t n = with_context("install kernel", version_dir->path_of(s.name).string(),
+                                            [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
+            if (n > 0) {
+                written.push_back(s.name);
+                out.copied = true;
+                out.bytes += n;
+            }
+        }
+    } catch (...) {
+        // Leave $BOOT as it was: what this call created goes again (best effort).
+        if (created_version && token_dir) {
+            if (auto vd = token_dir->try_open_dir(v)) {
+                for (const auto name : written) ::unlinkat(vd->fd(), std::string(name).c_str(), 0);
+                ::unlinkat(token_dir->fd(), v.c_str(), AT_REMOVEDIR);
+                ::fsync(token_dir->fd());
+            }
+        }
+        if (created_token) {
+            ::unlinkat(boot.fd(), t.c_str(), AT_REMOVEDIR);
+            ::fsync(boot.fd());
+        }
+        throw;
+    }
+    spdlog::debug("install kernel {} to '{}': {} bytes written", source.kver, boot.path_of(t + "/" + v).string(),
+                  out.bytes);
+    return out;
+}
+
+void remove_kernel(const Dir& boot, std::string_view token, std::string_view version) {
+    check_name("entry token", token);
+    check_name("kernel version", version);
+    const std::string t(token), v(version);
+    with_context("remove kernel", boot.path_of(t + "/" + v).string(), [&] {
+        const auto token_dir = boot.try_open_dir(t);
+        if (!token_dir) return;
+        if (auto version_dir = token_dir->try_open_dir(v)) {
+            remove_tree_contents(*version_dir);
+            token_dir->remove_dir(v);
+            token_dir->sync();
+        }
+        if (token_dir->entries().empty()) {
+            boot.remove_dir(t);
+            boot.sync();
+        }
+    });
+}
+
+std::vector<std::string> installed_kernel_versions(const Dir& boot, std::string_view token) {
+    check_name("entry token", token);
+    std::vector<std::string> out;
+    const auto token_dir = boot.try_open_dir(token);
+    if (!token_dir) return out;
+    for (auto& name : token_dir->entries()) {
+        if (name.starts_with('.')) continue;
+        const auto st = token_dir->stat(name);
+        if (st && S_ISDIR(st->st_mode)) out.push_back(std::move(name));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace strata::boot

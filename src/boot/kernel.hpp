@@ -1,0 +1,50 @@
+#pragma once
+// Kernels and initrds: found in a usr tree (the usr subvolume IS /usr, so its kernels are at
+// lib/modules/<kver>/vmlinuz) and copied to $BOOT/<token>/<version>/{linux,initrd}, the layout
+// the Boot Loader Specification recommends ("/<entry-token>/<version>/linux").
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.hpp"
+
+namespace strata::boot {
+
+struct KernelSource {
+    std::string kver;               // "6.1.0-13-amd64"
+    std::filesystem::path vmlinuz;  // relative to the usr tree: "lib/modules/<kver>/vmlinuz"
+    std::filesystem::path initrd;   // beside it: "lib/modules/<kver>/initrd" (or initrd.img, initramfs.img)
+};
+
+// Finds lib/modules/<kver>/vmlinuz in the usr tree and the initrd beside it (the first of initrd,
+// initrd.img, initramfs.img). Without kver the tree must hold exactly one kernel version; several
+// throw Error(InvalidInput) listing them. A missing kernel or initrd throws Error(NotFound) naming
+// the usr tree. Kernel and initrd must be regular files (a symlink is refused: it could point out
+// of the tree).
+KernelSource find_kernel(const Dir& usr_tree, std::optional<std::string_view> kver = std::nullopt);
+
+struct InstalledKernel {
+    std::string linux, initrd;  // as the BLS keys want them: "/<token>/<version>/linux"
+    bool copied = false;        // false: both were in place already, byte for byte
+    uint64_t bytes = 0;         // bytes written by this call
+};
+
+// Copies kernel and initrd to $BOOT/<token>/<version>/linux and .../initrd. A file that is there
+// with the same size and content is not written again. Each file goes temp → fsync → rename, and
+// the directories are fsynced, so a failure (ENOSPC) leaves no partial file under a final name;
+// directories this call created are removed again on failure. token and version must be file
+// names of [A-Za-z0-9+_.-] (Error(InvalidInput) otherwise).
+InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::string_view version,
+                               const Dir& usr_tree, const KernelSource& source);
+
+// Removes $BOOT/<token>/<version>/ and its files, and <token>/ when that is empty then; no-op
+// when absent.
+void remove_kernel(const Dir& boot, std::string_view token, std::string_view version);
+
+// The version directories under $BOOT/<token>/, sorted by name; empty when there is no such token.
+std::vector<std::string> installed_kernel_versions(const Dir& boot, std::string_view token);
+
+}  // namespace strata::boot

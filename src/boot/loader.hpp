@@ -1,0 +1,62 @@
+#pragma once
+// Which entry boots: the default (persistent) and the one-shot (next boot only), the way
+// systemd-boot takes them (loader.conf(5), systemd-boot(7), the Boot Loader Interface):
+//   - LoaderEntryOneShot, an EFI variable, wins once (the loader deletes it when it reads it);
+//   - then LoaderEntryDefault, an EFI variable (what `bootctl set-default` and the menu's 'd' key set);
+//   - then the `default` line of loader/loader.conf on the ESP.
+// All three hold a glob that sd-boot matches case-insensitively against entry ids. strata writes
+// "<id>.conf": the id as `bootctl list` shows it and as sd-boot since v255 compares it (file name
+// without counter, with ".conf"). NOTE: older sd-boot (Debian 12 ships 252) compares against
+// the whole file name, counter included, so there "<id>.conf" does not select an entry while it
+// still has a "+N" suffix (docs/boot.md).
+//
+// EFI variables live in efivarfs (default /sys/firmware/efi/efivars; tests pass a plain directory):
+// a file "<Name>-<vendor guid>" holding 4 bytes of attributes (little endian) and the value, for
+// these variables a NUL-terminated UTF-16LE string. strata writes them with attributes
+// NON_VOLATILE|BOOTSERVICE_ACCESS|RUNTIME_ACCESS (0x7) and the loader's vendor GUID
+// 4a67b082-0a4c-41cf-b6c7-440b29bb8c4f.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/fd.hpp"
+
+namespace strata::boot {
+
+inline constexpr const char* default_efivars = "/sys/firmware/efi/efivars";
+inline constexpr std::string_view loader_vendor_guid = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+
+// Writes "default <id>.conf" into loader/loader.conf under `loader` (the ESP: sd-boot reads
+// loader.conf there only; BootDir::loader_dir()), replacing any `default` lines and keeping every
+// other line as it was, atomically; creates the file if needed. When efivarfs is mounted and
+// writable, also sets LoaderEntryDefault, which would otherwise override loader.conf.
+void set_default_entry(const Dir& loader, std::string_view id, const std::filesystem::path& efivars = default_efivars);
+
+// The default strata set: LoaderEntryDefault when efivarfs has it, else the `default` line of
+// loader/loader.conf; "<id>.conf" is returned as the id, any other glob as written; nullopt when
+// neither is set.
+std::optional<std::string> default_entry(const Dir& loader, const std::filesystem::path& efivars = default_efivars);
+
+// Sets LoaderEntryOneShot to "<id>.conf" for the next boot. Without writable EFI variables (not
+// booted with UEFI, efivarfs not mounted or read-only) throws Error(Failed) that says so and what
+// to do instead (docs/boot.md: set the default, boot, set it back).
+enum class OneShotMethod { EfiVariable };
+std::string_view to_string(OneShotMethod method);  // "efi-variable"
+OneShotMethod set_oneshot_entry(std::string_view id, const std::filesystem::path& efivars = default_efivars);
+// The pending one-shot entry (as default_entry returns it), nullopt when there is none or no EFI variables.
+std::optional<std::string> oneshot_entry(const std::filesystem::path& efivars = default_efivars);
+
+// ---- pure helpers, exposed for tests
+// loader.conf text with its `default` set to value: the first `default` line is replaced, later
+// ones (which would win) are dropped, everything else stays byte for byte; appended when missing.
+std::string with_default_line(std::string_view loader_conf, std::string_view value);
+// The value of the last `default` line (the one sd-boot uses), nullopt when there is none.
+std::optional<std::string> default_line(std::string_view loader_conf);
+// An EFI string variable's file content: attributes 0x7 (LE) + UTF-16LE text + NUL.
+std::string encode_efi_string(std::string_view ascii);
+// The inverse: the text without attributes and trailing NULs. Throws Error(InvalidInput) on a
+// malformed value (shorter than the attributes, odd length, not ASCII/BMP text).
+std::string decode_efi_string(std::string_view content);
+
+}  // namespace strata::boot

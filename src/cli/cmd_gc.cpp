@@ -1,0 +1,48 @@
+// strata gc: remove old usr versions and what only they needed.
+#include "base/error.hpp"
+#include "cli/context.hpp"
+#include "cli/output.hpp"
+#include "cli/progress.hpp"
+#include "deploy/gc.hpp"
+
+namespace strata::cli {
+namespace {
+
+struct GcOptions {
+    bool dry_run = false;
+    bool json = false;
+    std::optional<unsigned> keep;
+};
+
+void run_gc(const Context& ctx, const GcOptions& opts) {
+    const auto pool = ctx.open_pool();
+    const auto lock = ctx.lock(pool);
+    const auto r = deploy::gc(pool, lock, ctx.boot_target(), opts.keep.value_or(ctx.config.gc.keep), opts.dry_run);
+    if (opts.json) {
+        print_json({{"dry_run", opts.dry_run}, {"usr", r.usr}, {"entries", r.entries}, {"states", r.states},
+                    {"kernels", r.kernels}, {"freed_bytes", r.freed_bytes}});
+        return;
+    }
+    if (ctx.quiet) return;
+    const char* verb = opts.dry_run ? "Would remove" : "Removed";
+    for (const auto& n : r.usr) std::printf("%s usr '%s'.\n", verb, n.c_str());
+    for (const auto& n : r.entries) std::printf("%s entry '%s'.\n", verb, n.c_str());
+    for (const auto& n : r.states) std::printf("%s state snapshot '%s'.\n", verb, n.c_str());
+    for (const auto& n : r.kernels) std::printf("%s kernel '%s'.\n", verb, n.c_str());
+    if (r.usr.empty() && r.entries.empty() && r.states.empty() && r.kernels.empty()) std::printf("Nothing to remove.\n");
+    else if (!opts.dry_run) std::printf("Freed %s.\n", human_bytes(static_cast<double>(r.freed_bytes)).c_str());
+}
+
+}  // namespace
+
+void register_gc(CLI::App& app, Context& ctx) {
+    auto opts = std::make_shared<GcOptions>();
+    auto* cmd = app.add_subcommand("gc", "Remove old usr versions, their entries and kernels, and unlinked state snapshots");
+    cmd->add_flag("--dry-run", opts->dry_run, "Show what would be removed");
+    cmd->add_option("--keep", opts->keep, "usr versions to keep per vendor and arch (default: gc.keep)")
+        ->check(CLI::Range(1u, 1000u));
+    cmd->add_flag("--json", opts->json, "Print JSON");
+    cmd->callback([&ctx, opts] { run_gc(ctx, *opts); });
+}
+
+}  // namespace strata::cli

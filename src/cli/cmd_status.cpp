@@ -1,0 +1,44 @@
+// strata status: the booted deployment and every deployment of the pool.
+#include "base/error.hpp"
+#include "cli/context.hpp"
+#include "cli/output.hpp"
+
+namespace strata::cli {
+namespace {
+
+void run_status(const Context& ctx, bool json) {
+    const auto pool = ctx.open_pool();
+    const auto st = deploy::status(pool, ctx.boot_target());
+    if (json) {
+        nlohmann::json j;
+        j["booted"] = st.booted ? nlohmann::json{{"root", st.booted->root}, {"usr", st.booted->usr}} : nlohmann::json(nullptr);
+        j["deployments"] = nlohmann::json::array();
+        for (const auto& d : st.deployments) j["deployments"].push_back(deployment_json(d));
+        print_json(j);
+        return;
+    }
+    if (st.booted)
+        std::printf("Booted: '%s' with '%s'\n", st.booted->root.c_str(), st.booted->usr.c_str());
+    else
+        std::printf("Booted: not booted from a strata pool\n");
+    Table table{{"ROOT", "VERSION", "ENTRY", "BOOT", "DEFAULT", "BOOTED", "PINNED", "STATE-SNAPSHOT"}, {}};
+    for (const auto& d : st.deployments) {
+        std::string state(boot::to_string(d.state));
+        if (d.tries_left) state += " (" + std::to_string(*d.tries_left) + " tries left)";
+        table.rows.push_back({d.root, d.version, d.entry_file, state, d.is_default ? "yes" : "-",
+                              d.booted ? "yes" : "-", d.pinned ? "yes" : "-", d.state_snapshot.value_or("-")});
+    }
+    std::printf("\n");
+    print_table(table, ctx.quiet);
+}
+
+}  // namespace
+
+void register_status(CLI::App& app, Context& ctx) {
+    auto json = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand("status", "Show the booted deployment and every deployment with its boot entry");
+    cmd->add_flag("--json", *json, "Print JSON");
+    cmd->callback([&ctx, json] { run_status(ctx, *json); });
+}
+
+}  // namespace strata::cli
