@@ -12,6 +12,7 @@ void run_status(const Context& ctx, bool json) {
     if (json) {
         nlohmann::json j;
         j["booted"] = st.booted ? nlohmann::json{{"root", st.booted->root}, {"usr", st.booted->usr}} : nlohmann::json(nullptr);
+        j["loader_default"] = st.loader_default ? nlohmann::json(*st.loader_default) : nlohmann::json(nullptr);
         j["deployments"] = nlohmann::json::array();
         for (const auto& d : st.deployments) j["deployments"].push_back(deployment_json(d));
         print_json(j);
@@ -21,6 +22,7 @@ void run_status(const Context& ctx, bool json) {
         std::printf("Booted: '%s' with '%s'\n", st.booted->root.c_str(), st.booted->usr.c_str());
     else
         std::printf("Booted: not booted from a strata pool\n");
+    std::printf("Loader default: %s\n", st.loader_default ? st.loader_default->c_str() : "-");
     Table table{{"ROOT", "VERSION", "ENTRY", "BOOT", "DEFAULT", "BOOTED", "PINNED", "STATE-SNAPSHOT"}, {}};
     for (const auto& d : st.deployments) {
         std::string state(boot::to_string(d.state));

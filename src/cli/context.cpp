@@ -6,7 +6,7 @@ namespace strata::cli {
 
 deploy::BootTarget Context::boot_target() const {
     auto found = boot::find_boot_dir(boot_dir ? boot_dir : config.boot.dir);
-    deploy::BootTarget target{std::move(found.dir), std::move(found.esp)};
+    deploy::BootTarget target(std::move(found.dir), std::move(found.esp));
     target.tries = config.boot.tries;
     target.kernel_args = config.boot.kernel_args;
     return target;

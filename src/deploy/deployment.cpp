@@ -12,6 +12,7 @@
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
 #include "naming/arch.hpp"
+#include "mount/mount.hpp"
 #include "naming/version.hpp"
 #include "pool/staging.hpp"
 #include "vendor/remove.hpp"
@@ -198,6 +199,20 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     throw Error("", "", "the new entry '" + id + "' is not listed");
 }
 
+// / and /usr mounted from subvolumes of this pool, as a system booted from it has them.
+std::optional<Booted> booted_from_mounts(const pool::Pool& pool) {
+    const auto pool_mount = mount::find_mount(pool.path());
+    if (!pool_mount) return std::nullopt;
+    std::optional<std::string> root, usr;
+    for (const auto& m : mount::list_mounts()) {
+        if (m.fstype != "btrfs" || m.source != pool_mount->source || m.fs_root.size() < 2) continue;
+        if (m.target == "/") root = m.fs_root.substr(1);
+        if (m.target == "/usr") usr = m.fs_root.substr(1);
+    }
+    if (!root || !usr) return std::nullopt;
+    return Booted{*root, *usr};
+}
+
 struct Located {
     naming::Name root, usr;
 };
@@ -242,6 +257,8 @@ Status status(const pool::Pool& pool, const BootTarget& target) {
         const auto root = subvol_option(cmd, "rootflags"), usr = subvol_option(cmd, "mount.usrflags");
         if (root && usr) st.booted = Booted{*root, *usr};
     }
+    if (!st.booted) st.booted = booted_from_mounts(pool);
+    st.loader_default = boot::default_entry(loader_dir(target), target.efivars);
 
     for (const auto& file : boot::list_entries(target.boot)) {
         std::vector<std::string> options;

@@ -20,6 +20,8 @@ namespace strata::deploy {
 
 // Where and how boot entries are written, and the host facts status reads.
 struct BootTarget {
+    explicit BootTarget(Dir boot_dir, std::optional<Dir> loader_dir = std::nullopt)
+        : boot(std::move(boot_dir)), loader(std::move(loader_dir)) {}
     Dir boot;                                       // $BOOT
     std::optional<Dir> loader;                      // where loader/loader.conf lives, if not $BOOT (the ESP beside XBOOTLDR)
     unsigned tries = 3;                             // boot counting for new entries; 0: none
@@ -60,9 +62,12 @@ struct Booted {
 
 struct Status {
     std::optional<Booted> booted;  // nullopt: not booted from this pool
+    std::optional<std::string> loader_default;  // the boot loader's default entry, as strata set it
     std::vector<Deployment> deployments;  // by root, then version order (newest last)
 };
 
+// The booted deployment comes from the kernel command line (root=UUID= of this pool, rootflags=
+// and mount.usrflags= subvolumes), else from the mount table: / and /usr mounted from this pool.
 Status status(const pool::Pool& pool, const BootTarget& target);
 
 // Makes the deployment `id` the default of its root (its usr must still exist).
