@@ -26,7 +26,7 @@ constexpr SkeletonDir skeleton_dirs[] = {
     {"mnt", 0755}, {"srv", 0755}, {"opt", 0755},
 };
 
-void make_skeleton(const Dir& root, const naming::Name& name) {
+void make_skeleton(const Dir& root, bool lib64) {
     for (const auto& d : skeleton_dirs) {
         check_errno(::mkdirat(root.fd(), d.name, d.mode), "create directory", root.path_of(d.name).string());
         // mkdir applies the umask; the skeleton's modes must not depend on the caller's.
@@ -34,11 +34,31 @@ void make_skeleton(const Dir& root, const naming::Name& name) {
     }
     std::vector<std::pair<const char*, const char*>> links = {
         {"bin", "usr/bin"}, {"sbin", "usr/sbin"}, {"lib", "usr/lib"}};
-    const auto arch = naming::find_arch(name.arch());
-    if (arch && arch->has_lib64) links.emplace_back("lib64", "usr/lib64");
+    if (lib64) links.emplace_back("lib64", "usr/lib64");
     for (const auto& [link, target] : links)
         check_errno(::symlinkat(target, root.fd(), link), "create symlink", root.path_of(link).string());
     check_errno(::fchmod(root.fd(), 0755), "set mode of", root.path().string());
+}
+
+// Every new instance is a snapshot of a read-only skeleton, one per layout, kept in
+// .strata/skeletons/ and made on first use: built under a temporary name, renamed into place,
+// then marked read-only (a read-only subvolume cannot change directory). A crash leaves a
+// temporary, removed on the next call, or a complete skeleton not yet read-only, finished then.
+std::string skeleton(const pool::Pool& pool, bool lib64) {
+    const std::string name = lib64 ? "merged-usr-lib64" : "merged-usr";
+    const Dir dir = pool.hidden().make_dir("skeletons", 0700);
+    for (const auto& entry : dir.entries())
+        if (entry.starts_with(".tmp-")) btrfs::delete_subvolume(dir, entry);
+    if (!dir.stat(name)) {
+        const std::string temp = ".tmp-" + name;
+        btrfs::create_subvolume(dir, temp);
+        make_skeleton(dir.open_dir(temp), lib64);
+        btrfs::sync(dir);
+        dir.rename(temp, dir, name);
+    }
+    const Dir made = dir.open_dir(name);
+    if (!btrfs::read_only(made)) btrfs::set_read_only(made, true);
+    return std::string(pool::hidden_dir) + "/skeletons/" + name;
 }
 
 }  // namespace
@@ -47,8 +67,9 @@ void create_root(const pool::Pool& pool, const pool::Lock& lock, const naming::N
     with_context("create root", name.str(), [&] {
         if (name.kind() != naming::Kind::Root)
             throw Error("", "", "not a root instance name (root:<name>:<vendor-id>:<arch>)", Fault::InvalidInput);
-        auto staged = pool.stage(lock, name);
-        make_skeleton(staged.dir(), name);
+        pool.require_absent(name, pool::OnConflict::Fail);
+        const auto arch = naming::find_arch(name.arch());
+        auto staged = pool.stage_snapshot(lock, name, skeleton(pool, arch && arch->has_lib64));
         staged.publish(pool::Access::Writable);
     });
 }
