@@ -10,6 +10,7 @@ namespace {
 
 struct GcOptions {
     bool dry_run = false;
+    bool wait = false;
     bool json = false;
     std::optional<unsigned> keep;
 };
@@ -17,10 +18,11 @@ struct GcOptions {
 void run_gc(const Context& ctx, const GcOptions& opts) {
     const auto pool = ctx.open_pool();
     const auto lock = ctx.lock(pool);
-    const auto r = deploy::gc(pool, lock, ctx.boot_target(), opts.keep.value_or(ctx.config.gc.keep), opts.dry_run);
+    const auto r = deploy::gc(pool, lock, ctx.boot_target(),
+                              {.keep = opts.keep.value_or(ctx.config.gc.keep), .dry_run = opts.dry_run, .wait_for_cleaner = opts.wait});
     if (opts.json) {
         print_json({{"dry_run", opts.dry_run}, {"usr", r.usr}, {"entries", r.entries}, {"states", r.states},
-                    {"kernels", r.kernels}, {"freed_bytes", r.freed_bytes}});
+                    {"kernels", r.kernels}, {"freed_bytes", r.freed_bytes ? nlohmann::json(*r.freed_bytes) : nlohmann::json()}});
         return;
     }
     if (ctx.quiet) return;
@@ -30,7 +32,7 @@ void run_gc(const Context& ctx, const GcOptions& opts) {
     for (const auto& n : r.states) std::printf("%s state snapshot '%s'.\n", verb, n.c_str());
     for (const auto& n : r.kernels) std::printf("%s kernel '%s'.\n", verb, n.c_str());
     if (r.usr.empty() && r.entries.empty() && r.states.empty() && r.kernels.empty()) std::printf("Nothing to remove.\n");
-    else if (!opts.dry_run) std::printf("Freed %s.\n", human_bytes(static_cast<double>(r.freed_bytes)).c_str());
+    else if (r.freed_bytes) std::printf("Freed %s.\n", human_bytes(static_cast<double>(*r.freed_bytes)).c_str());
 }
 
 }  // namespace
@@ -41,6 +43,7 @@ void register_gc(CLI::App& app, Context& ctx) {
     cmd->add_flag("--dry-run", opts->dry_run, "Show what would be removed");
     cmd->add_option("--keep", opts->keep, "usr versions to keep per vendor and arch (default: gc.keep)")
         ->check(CLI::Range(1u, 1000u));
+    cmd->add_flag("--wait", opts->wait, "Wait until btrfs has given the space back and report it");
     cmd->add_flag("--json", opts->json, "Print JSON");
     cmd->callback([&ctx, opts] { run_gc(ctx, *opts); });
 }

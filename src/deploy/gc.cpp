@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "base/crash.hpp"
 #include "base/error.hpp"
 #include "base/process.hpp"
 #include "boot/entries.hpp"
@@ -53,7 +54,7 @@ std::set<std::string> protected_usr(const pool::Pool& pool, const Status& st, co
 
 }  // namespace
 
-GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, unsigned keep, bool dry_run) {
+GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, const GcOptions& options) {
     return with_context("gc", pool.path().string(), [&] {
         Database db = load_database(pool);
         const Status st = status(pool, target);
@@ -67,7 +68,7 @@ GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& ta
                 series[std::string(s.typed->vendor_id()) + ":" + std::string(s.typed->arch())].push_back(s.name);
         GcReport report;
         for (const auto& [key, names] : series) {
-            const size_t old = names.size() > keep ? names.size() - keep : 0;
+            const size_t old = names.size() > options.keep ? names.size() - options.keep : 0;
             for (size_t i = 0; i < old; ++i)
                 if (!keep_always.contains(names[i])) report.usr.push_back(names[i]);
         }
@@ -101,25 +102,31 @@ GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& ta
         for (const auto& token : tokens)
             for (const auto& version : boot::installed_kernel_versions(target.boot, token))
                 if (!used_kernels.contains(token + "/" + version)) report.kernels.push_back(token + "/" + version);
-        if (dry_run) return report;
+        if (options.dry_run) return report;
 
         // Entries first: from here on nothing can boot what goes next.
         for (const auto& id : report.entries) boot::remove_entry(target.boot, id);
+        crash_point("gc:entries");
         save_database(pool, lock, db);
+        crash_point("gc:database");
         for (const auto& k : report.kernels) {
             const auto slash = k.find('/');
             boot::remove_kernel(target.boot, k.substr(0, slash), k.substr(slash + 1));
         }
+        crash_point("gc:kernels");
         for (const auto& path : report.states) {
             const auto slash = path.rfind('/');
             btrfs::delete_subvolume(Dir::open(pool.top().path_of(path.substr(0, slash))), path.substr(slash + 1));
         }
+        crash_point("gc:states");
         for (const auto& name : report.usr) btrfs::delete_subvolume(pool.top(), name);
-        // Deleted subvolumes free their space when the cleaner has run; wait for it to count.
-        if (!report.usr.empty() || !report.states.empty())
+        if (report.usr.empty() && report.states.empty()) return report;
+        btrfs::sync(pool.top());
+        if (options.wait_for_cleaner) {
             run_process({"btrfs", "subvolume", "sync", pool.path().string()});
-        const uint64_t free_after = free_bytes(pool.top()) + free_bytes(target.boot);
-        report.freed_bytes = free_after > free_before ? free_after - free_before : 0;
+            const uint64_t free_after = free_bytes(pool.top()) + free_bytes(target.boot);
+            report.freed_bytes = free_after > free_before ? free_after - free_before : 0;
+        }
         return report;
     });
 }

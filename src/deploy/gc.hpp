@@ -2,6 +2,7 @@
 // Garbage collection of deployments: old usr versions, the entries and kernels that boot them,
 // and state snapshots nothing links to any more.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,14 +15,24 @@ struct GcReport {
     std::vector<std::string> entries;    // entry ids removed
     std::vector<std::string> states;     // state snapshots removed (paths in the pool)
     std::vector<std::string> kernels;    // "<token>/<version>" directories removed from $BOOT
-    uint64_t freed_bytes = 0;            // pool and $BOOT free space gained (0 on a dry run)
+    // Pool and $BOOT free space gained; known only when gc waited for the btrfs cleaner.
+    std::optional<uint64_t> freed_bytes;
+};
+
+struct GcOptions {
+    unsigned keep = 3;           // usr versions to keep per vendor and arch
+    bool dry_run = false;
+    // Deleted subvolumes give their space back when the btrfs cleaner has run, which can take
+    // a commit interval (30 s by default) and longer; only a caller that wants the number waits.
+    bool wait_for_cleaner = false;
 };
 
 // Keeps per vendor and arch the `keep` newest usr versions, and always: each root's default
 // deployment, the booted one, pinned ones, ones whose entry is not yet good (boot counting) and,
 // while a root has such an entry, its newest good deployment, which is where a failed boot falls
 // back to. Removes everything else that strata made for deployments: usr trees, their entries,
-// state snapshots no record links to, kernel copies no entry uses.
-GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, unsigned keep, bool dry_run);
+// state snapshots no record links to, kernel copies no entry uses. The deletions are committed
+// before gc returns.
+GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, const GcOptions& options);
 
 }  // namespace strata::deploy

@@ -247,6 +247,7 @@ TEST_CASE("gc keeps N versions and whatever is default, pinned or not yet good, 
     CHECK(j["entries"] == nlohmann::json::array({entry_id("2")}));
     CHECK(j["kernels"] == nlohmann::json::array({"org.example.Demo/2"}));
     CHECK(j["states"].size() == 1);
+    CHECK(j["freed_bytes"].is_null());  // not waited for the btrfs cleaner
     CHECK(test::listed_names(w.mnt) == std::vector<std::string>{usr("1"), usr("3"), usr("4"), root});
     CHECK_FALSE(fs::exists(w.boot / "org.example.Demo/2"));
     CHECK(fs::exists(w.boot / "org.example.Demo/3/linux"));
@@ -254,9 +255,38 @@ TEST_CASE("gc keeps N versions and whatever is default, pinned or not yet good, 
     // Once 4 is good and 1 unpinned, only 4 stays.
     w.bless("4");
     require_ok(w.run({"unpin", entry_id("1")}));
-    require_ok(w.run({"gc", "--keep", "1"}));
+    r = w.run({"gc", "--keep", "1", "--wait"});
+    require_ok(r);
+    CHECK(r.out.find("Freed ") != std::string::npos);
     CHECK(test::listed_names(w.mnt) == std::vector<std::string>{usr("4"), root});
     CHECK(w.entry_files() == std::vector<std::string>{entry_id("4") + ".conf"});
+}
+
+TEST_CASE("a gc killed after any step leaves the default bootable, and the next gc finishes") {
+    test::require_root_and_btrfs();
+    for (const std::string step : {"gc:entries", "gc:database", "gc:kernels", "gc:states"}) {
+        CAPTURE(step);
+        World w;
+        for (const std::string v : {"1", "2", "3"}) {
+            w.import_usr(v);
+            require_ok(w.run({"deploy", root}));
+            w.bless(v);
+        }
+        const auto default_entry = slurp(w.boot / "loader/entries" / (entry_id("3") + ".conf"));
+        auto r = w.run({"gc", "--keep", "1"}, "STRATA_TEST_CRASH_AT=" + step);
+        CHECK(r.exit_status == 128 + 9);
+        CHECK(slurp(w.boot / "loader/entries" / (entry_id("3") + ".conf")) == default_entry);
+        CHECK(slurp(w.boot / "org.example.Demo/3/linux") == "kernel 3\n");
+        CHECK(fs::exists(w.mnt / usr("3")));
+        require_ok(w.run({"gc", "--keep", "1"}));
+        CHECK(test::listed_names(w.mnt) == std::vector<std::string>{usr("3"), root});
+        CHECK(w.entry_files() == std::vector<std::string>{entry_id("3") + ".conf"});
+        CHECK_FALSE(fs::exists(w.boot / "org.example.Demo/1"));
+        CHECK_FALSE(fs::exists(w.boot / "org.example.Demo/2"));
+        size_t snapshots = 0;
+        for ([[maybe_unused]] const auto& e : fs::directory_iterator(w.mnt / ".strata/state")) ++snapshots;
+        CHECK(snapshots == 0);
+    }
 }
 
 TEST_CASE("two vendors side by side: own entries, sort keys and retention") {

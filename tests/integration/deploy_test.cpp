@@ -63,7 +63,7 @@ TEST_CASE("status tells the booted deployment from the kernel command line, and 
     // Booted 1 survives gc --keep 1; 2 goes.
     std::ofstream(target.cmdline) << "root=UUID=" << uuid << " rootflags=subvol=" << root.str()
                                   << " mount.usrflags=ro,subvol=usr:org.example.Demo:x86_64:1\n";
-    const auto report = deploy::gc(p, lock, target, 1, false);
+    const auto report = deploy::gc(p, lock, target, {.keep = 1});
     CHECK(report.usr == std::vector<std::string>{"usr:org.example.Demo:x86_64:2"});
     CHECK(p.find("usr:org.example.Demo:x86_64:1"));
     CHECK(p.find("usr:org.example.Demo:x86_64:3"));
