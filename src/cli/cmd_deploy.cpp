@@ -4,6 +4,7 @@
 #include "cli/output.hpp"
 
 namespace strata::cli {
+
 namespace {
 
 struct DeployOptions {
@@ -19,10 +20,22 @@ void run_deploy(const Context& ctx, const DeployOptions& opts) {
     const auto lock = ctx.lock(pool);
     const auto target = ctx.boot_target();
     const auto d = deploy::deploy(pool, lock, target, root, opts.version, opts.kernel_args);
-    if (opts.json) print_json(deployment_json(d));
-    else if (!ctx.quiet)
+    if (opts.json) {
+        auto j = deployment_json(d);
+        j["etc"] = d.etc ? etc_report_json(*d.etc, false) : nlohmann::json(nullptr);
+        print_json(j);
+        return;
+    }
+    if (!ctx.quiet)
         std::printf("Deployed '%s' with '%s' as the default entry '%s'.\n", d.root.c_str(), d.usr.c_str(),
                     d.entry_file.c_str());
+    if (!d.etc || d.etc->skipped) return;
+    const auto& s = d.etc->summary;
+    if (!ctx.quiet)
+        std::printf("Merged /etc from '%s': %zu vendor-changed, %zu added, %zu removed, %zu admin-changed, %zu conflicts.\n",
+                    d.etc->from.c_str(), s.vendor_changed, s.added, s.removed, s.admin_changed, s.conflicts);
+    // Conflicts need the admin's eye, so they are shown even with --quiet.
+    print_etc_conflicts(*d.etc);
 }
 
 }  // namespace

@@ -39,5 +39,8 @@ void register_status(CLI::App& app, Context& ctx);
 void register_rollback(CLI::App& app, Context& ctx);
 void register_pin(CLI::App& app, Context& ctx);
 void register_gc(CLI::App& app, Context& ctx);
+void register_factory(CLI::App& app, Context& ctx);
+void register_factory_reset(CLI::App& app, Context& ctx);
+void register_etc(CLI::App& app, Context& ctx);
 
 }  // namespace strata::cli

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
     cli::register_rollback(app, ctx);
     cli::register_pin(app, ctx);
     cli::register_gc(app, ctx);
+    cli::register_factory(app, ctx);
+    cli::register_factory_reset(app, ctx);
+    cli::register_etc(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -122,4 +122,41 @@ nlohmann::json deployment_json(const deploy::Deployment& d) {
             {"state_snapshot", d.state_snapshot ? nlohmann::json(*d.state_snapshot) : nlohmann::json(nullptr)}};
 }
 
+// The "etc" object of deploy --json and the body of etc diff --json (docs/etc-merge.md).
+nlohmann::json etc_report_json(const factory::MergeReport& r, bool all) {
+    nlohmann::json j{{"from", r.from},
+                     {"to", r.to},
+                     {"skipped", r.skipped ? nlohmann::json(*r.skipped) : nlohmann::json(nullptr)}};
+    const auto& s = r.summary;
+    j["counts"] = {{"unchanged", s.unchanged},
+                   {"vendor-changed", s.vendor_changed},
+                   {"admin-changed", s.admin_changed},
+                   {"conflict", s.conflicts},
+                   {"added", s.added},
+                   {"removed", s.removed}};
+    j["conflicts"] = nlohmann::json::array();
+    for (const auto& p : s.conflict_paths) j["conflicts"].push_back("/etc/" + p);
+    j["changes"] = nlohmann::json::array();
+    for (const auto& c : r.changes)
+        if (all || c.verdict != factory::Verdict::Unchanged)
+            j["changes"].push_back({{"path", "/etc/" + c.path},
+                                    {"verdict", std::string(to_string(c.verdict))},
+                                    {"action", std::string(to_string(c.action))}});
+    return j;
+}
+
+// One line per conflict, as deploy prints them after the merge.
+void print_etc_conflicts(const factory::MergeReport& r) {
+    for (const auto& c : r.changes) {
+        if (c.verdict != factory::Verdict::Conflict) continue;
+        const std::string path = escape("/etc/" + c.path);
+        if (c.action == factory::Action::WriteNew)
+            std::printf("Conflict: '%s' kept as you changed it; the vendor's version is '%s%s'.\n",
+                        path.c_str(), path.c_str(), std::string(factory::new_suffix).c_str());
+        else
+            std::printf("Conflict: '%s' kept as you changed it; the vendor changed or removed it too.\n",
+                        path.c_str());
+    }
+}
+
 }  // namespace strata::cli

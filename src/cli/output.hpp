@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "deploy/deployment.hpp"
+#include "factory/etc_merge.hpp"
 #include "pool/pool.hpp"
 
 namespace strata::cli {
@@ -36,5 +37,11 @@ nlohmann::json deployment_json(const deploy::Deployment& d);
 
 // One JSON shape for a subvolume, shared by list and inspect (docs/json.md).
 nlohmann::json subvolume_json(const pool::Subvolume& s);
+
+// The /etc merge report: the "etc" object of deploy --json and the body of etc diff --json
+// (docs/etc-merge.md); `all` includes unchanged paths.
+nlohmann::json etc_report_json(const factory::MergeReport& r, bool all);
+// One line per conflict, as deploy prints them after the merge.
+void print_etc_conflicts(const factory::MergeReport& r);
 
 }  // namespace strata::cli

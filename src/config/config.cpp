@@ -193,6 +193,27 @@ std::vector<std::string> kernel_args(const Field& field) {
     return args;
 }
 
+// Paths in an OS tree below etc/ or var/; the glob syntax itself is factory's to check.
+std::vector<std::string> exclude_patterns(const Field& field) {
+    const auto* array = field.node().as_array();
+    if (!array) field.wrong_type("an array of strings");
+    std::vector<std::string> patterns;
+    for (const auto& element : *array) {
+        const auto* value = element.as_string();
+        if (!value) field.invalid("must contain only strings");
+        const std::string& text = value->get();
+        std::string_view rest = text;
+        while (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+        const bool control = std::any_of(text.begin(), text.end(), [](char c) {
+            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        });
+        if (control || !(rest.starts_with("etc/") || rest.starts_with("var/")) || rest.size() == 4)
+            field.invalid("must hold paths below etc/ or var/, got '" + escape(text) + "'");
+        patterns.push_back(text);
+    }
+    return patterns;
+}
+
 // Every key there is; anything else in a file is a mistake worth stopping for.
 struct Key {
     std::string_view section;
@@ -210,6 +231,7 @@ constexpr Key keys[] = {
     {"boot", "kernel-args", [](const Field& f, Config& c) { c.boot.kernel_args = kernel_args(f); }},
     {"gc", "keep", [](const Field& f, Config& c) { c.gc.keep = integer_in(f, 1, 1000); }},
     {"log", "level", [](const Field& f, Config& c) { c.log.level = log_level(f); }},
+    {"factory", "exclude", [](const Field& f, Config& c) { c.factory.exclude = exclude_patterns(f); }},
 };
 
 bool is_section(std::string_view name) {

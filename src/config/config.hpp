@@ -41,11 +41,17 @@ struct LogSettings {
     std::string level = "info";  // trace, debug, info, warning, error, critical or off
 };
 
+struct FactorySettings {
+    // Patterns `strata factory prepare` leaves out besides its defaults (docs/factory.md).
+    std::vector<std::string> exclude;
+};
+
 struct Config {
     PoolSettings pool;
     BootSettings boot;
     GcSettings gc;
     LogSettings log;
+    FactorySettings factory;
 };
 
 // The files that make up the configuration, in the order they apply; only those that exist.

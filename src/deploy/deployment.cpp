@@ -11,6 +11,7 @@
 #include "boot/loader.hpp"
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
+#include "deploy/etc.hpp"
 #include "naming/arch.hpp"
 #include "mount/mount.hpp"
 #include "naming/version.hpp"
@@ -151,7 +152,7 @@ void require_not_in_use(const pool::Pool& pool, const naming::Name& root, const 
 
 // The one way a root changes its default deployment (deploy, set-default, rollback).
 Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, Database& db,
-                     const naming::Name& root, const naming::Name& usr, bool with_state) {
+                     const naming::Name& root, const naming::Name& usr, bool with_state, bool merge = false) {
     RootRecord& rec = db.roots[root.str()];
     const Dir usr_tree = pool.top().open_dir(usr.str());
     const auto kernel_source = boot::find_kernel(usr_tree);
@@ -177,6 +178,12 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
         restore_state(pool, lock, root, rec.states.at(usr.str()));
         crash_point("deploy:state-restore");
     }
+    // After the snapshot, so the pre-merge /etc stays with the pair the root leaves.
+    std::optional<factory::MergeReport> etc;
+    if (merge && leaving) {
+        etc = merge_etc(pool, root, naming::Name::parse(rec.usr), usr, /*apply=*/true);
+        crash_point("deploy:etc-merge");
+    }
 
     const std::string id = deployment_id(root, usr);
     const auto entry = make_entry(pool, target, rec, root, usr, kernel);
@@ -195,7 +202,10 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     crash_point("deploy:default");
 
     for (auto& d : status(pool, target).deployments)
-        if (d.id == id) return d;
+        if (d.id == id) {
+            d.etc = std::move(etc);
+            return d;
+        }
     throw Error("", "", "the new entry '" + id + "' is not listed");
 }
 
@@ -240,7 +250,7 @@ Deployment deploy(const pool::Pool& pool, const pool::Lock& lock, const BootTarg
         const auto usr = choose_usr(pool, root, version);
         Database db = load_database(pool);
         if (extra_args) db.roots[root.str()].kernel_args = *extra_args;
-        return switch_to(pool, lock, target, db, root, usr, false);
+        return switch_to(pool, lock, target, db, root, usr, false, /*merge=*/true);
     });
 }
 

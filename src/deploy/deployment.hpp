@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "boot/names.hpp"
+#include "factory/etc_merge.hpp"
 #include "naming/name.hpp"
 #include "pool/pool.hpp"
 
@@ -44,6 +45,7 @@ struct Deployment {
     bool booted = false;
     bool pinned = false;
     std::optional<std::string> state_snapshot;  // kept when the root left this usr
+    std::optional<factory::MergeReport> etc;    // set by deploy when the root moved to this usr
 };
 
 // The entry id of a (root, usr) pair: only [A-Za-z0-9_.-], unique per pool.
@@ -52,6 +54,9 @@ std::string deployment_id(const naming::Name& root, const naming::Name& usr);
 // Ties root to the newest usr of its vendor and arch (or `version`), copies the kernel, writes the
 // entry and makes it the default. Deploying the pair that is already the default only rewrites
 // what is missing. extra_args replace the root's own kernel arguments when given.
+// When the root moves from another usr, its /etc is merged for the new one right after the
+// old state is kept (deploy/etc.hpp); a failed merge fails the deploy before the entry, so the
+// previous default stays the default.
 Deployment deploy(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target,
                   const naming::Name& root, const std::optional<std::string>& version,
                   const std::optional<std::vector<std::string>>& extra_args = std::nullopt);

@@ -1,6 +1,7 @@
 #include "deploy/gc.hpp"
 
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include <algorithm>
 #include <map>
@@ -13,6 +14,7 @@
 #include "boot/kernel.hpp"
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
+#include "deploy/reset.hpp"
 #include "naming/version.hpp"
 #include "vendor/remove.hpp"
 
@@ -102,6 +104,13 @@ GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& ta
         for (const auto& token : tokens)
             for (const auto& version : boot::installed_kernel_versions(target.boot, token))
                 if (!used_kernels.contains(token + "/" + version)) report.kernels.push_back(token + "/" + version);
+        const int64_t undo_limit = static_cast<int64_t>(::time(nullptr)) - int64_t{options.reset_undo_days} * 86400;
+        std::vector<UndoCopy> old_resets;
+        for (const auto& u : reset_undo_copies(pool))
+            if (u.root.empty() || !pool.find(u.root) || u.time <= undo_limit) {
+                report.resets.push_back(u.path);
+                old_resets.push_back(u);
+            }
         if (options.dry_run) return report;
 
         // Entries first: from here on nothing can boot what goes next.
@@ -118,9 +127,10 @@ GcReport gc(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& ta
             const auto slash = path.rfind('/');
             btrfs::delete_subvolume(Dir::open(pool.top().path_of(path.substr(0, slash))), path.substr(slash + 1));
         }
+        for (const auto& u : old_resets) remove_reset_undo(pool, u);
         crash_point("gc:states");
         for (const auto& name : report.usr) btrfs::delete_subvolume(pool.top(), name);
-        if (report.usr.empty() && report.states.empty()) return report;
+        if (report.usr.empty() && report.states.empty() && report.resets.empty()) return report;
         btrfs::sync(pool.top());
         if (options.wait_for_cleaner) {
             run_process({"btrfs", "subvolume", "sync", pool.path().string()});

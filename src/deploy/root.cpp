@@ -8,6 +8,7 @@
 #include "boot/entries.hpp"
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
+#include "deploy/reset.hpp"
 #include "pool/staging.hpp"
 #include "vendor/remove.hpp"
 
@@ -40,11 +41,15 @@ void make_skeleton(const Dir& root, bool lib64) {
     check_errno(::fchmod(root.fd(), 0755), "set mode of", root.path().string());
 }
 
+}  // namespace
+
 // Every new instance is a snapshot of a read-only skeleton, one per layout, kept in
 // .strata/skeletons/ and made on first use: built under a temporary name, renamed into place,
 // then marked read-only (a read-only subvolume cannot change directory). A crash leaves a
 // temporary, removed on the next call, or a complete skeleton not yet read-only, finished then.
-std::string skeleton(const pool::Pool& pool, bool lib64) {
+std::string root_skeleton(const pool::Pool& pool, const pool::Lock&, const naming::Name& root) {
+    const auto arch = naming::find_arch(root.arch());
+    const bool lib64 = arch && arch->has_lib64;
     const std::string name = lib64 ? "merged-usr-lib64" : "merged-usr";
     const Dir dir = pool.hidden().make_dir("skeletons", 0700);
     for (const auto& entry : dir.entries())
@@ -61,15 +66,12 @@ std::string skeleton(const pool::Pool& pool, bool lib64) {
     return std::string(pool::hidden_dir) + "/skeletons/" + name;
 }
 
-}  // namespace
-
 void create_root(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name) {
     with_context("create root", name.str(), [&] {
         if (name.kind() != naming::Kind::Root)
             throw Error("", "", "not a root instance name (root:<name>:<vendor-id>:<arch>)", Fault::InvalidInput);
         pool.require_absent(name, pool::OnConflict::Fail);
-        const auto arch = naming::find_arch(name.arch());
-        auto staged = pool.stage_snapshot(lock, name, skeleton(pool, arch && arch->has_lib64));
+        auto staged = pool.stage_snapshot(lock, name, root_skeleton(pool, lock, name));
         staged.publish(pool::Access::Writable);
     });
 }
@@ -131,6 +133,7 @@ void remove_root(const pool::Pool& pool, const pool::Lock& lock, const naming::N
             if (const auto dir = pool.top().try_open_dir(path.substr(0, slash)); dir && dir->stat(path.substr(slash + 1)))
                 btrfs::delete_subvolume(*dir, path.substr(slash + 1));
         }
+        forget_resets(pool, name);
         btrfs::delete_subvolume(pool.top(), name.str());
         btrfs::sync(pool.top());
     });

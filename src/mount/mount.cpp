@@ -8,6 +8,7 @@
 
 #include "base/chandle.hpp"
 #include "base/error.hpp"
+#include "base/process.hpp"
 
 namespace strata::mount {
 namespace {
@@ -89,6 +90,17 @@ MountGuard::~MountGuard() {
     } catch (const std::exception& e) {
         spdlog::debug("{}, ignoring", e.what());
     }
+}
+
+std::filesystem::path device_by_uuid(const std::string& uuid) {
+    const std::filesystem::path link = "/dev/disk/by-uuid/" + uuid;
+    std::error_code ec;
+    if (std::filesystem::exists(link, ec)) return std::filesystem::canonical(link);
+    const auto r = run_process({"blkid", "--cache-file", "/dev/null", "--output", "device", "--match-token", "UUID=" + uuid});
+    const std::string device = r.out.substr(0, r.out.find('\n'));
+    if (r.exit_status != 0 || device.empty())
+        throw Error("find device of", "UUID=" + uuid, "no block device has this filesystem", Fault::NotFound);
+    return device;
 }
 
 }  // namespace strata::mount

@@ -11,6 +11,11 @@ void mount(const std::filesystem::path& source, const std::filesystem::path& tar
            const std::string& options = {});
 void umount(const std::filesystem::path& target);
 
+// The block device holding the filesystem with this uuid: udev's /dev/disk/by-uuid link, else a
+// fresh probe of every block device by blkid (no cache: a stale one names the wrong device).
+// Fault::NotFound when there is none.
+std::filesystem::path device_by_uuid(const std::string& uuid);
+
 struct MountInfo {
     std::string source;
     std::string fstype;

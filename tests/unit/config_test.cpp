@@ -303,3 +303,16 @@ TEST_CASE("boot and gc keys") {
           "config 'F' line 2: 'boot.kernel-args' must be an array of strings, got string");
     CHECK(parse_error("[gc]\nkeep = 0") == "config 'F' line 2: 'gc.keep' must be between 1 and 1000, got 0");
 }
+
+TEST_CASE("factory.exclude holds paths below etc or var") {
+    CHECK(config::Config{}.factory.exclude.empty());
+    const auto c = config::parse("[factory]\nexclude = [\"etc/hostname\", \"/var/lib/foo/**\"]\n", "F");
+    CHECK(c.factory.exclude == std::vector<std::string>{"etc/hostname", "/var/lib/foo/**"});
+    CHECK(parse_error("[factory]\nexclude = \"etc/hostname\"") ==
+          "config 'F' line 2: 'factory.exclude' must be an array of strings, got string");
+    CHECK(parse_error("[factory]\nexclude = [1]") == "config 'F' line 2: 'factory.exclude' must contain only strings");
+    CHECK(parse_error("[factory]\nexclude = [\"usr/lib/x\"]") ==
+          "config 'F' line 2: 'factory.exclude' must hold paths below etc/ or var/, got 'usr/lib/x'");
+    CHECK(parse_error("[factory]\nexclude = [\"etc/\"]") ==
+          "config 'F' line 2: 'factory.exclude' must hold paths below etc/ or var/, got 'etc/'");
+}
