@@ -2,6 +2,7 @@
 #include "base/error.hpp"
 #include "cli/context.hpp"
 #include "cli/output.hpp"
+#include "deploy/reset.hpp"
 
 namespace strata::cli {
 namespace {
@@ -9,12 +10,16 @@ namespace {
 void run_status(const Context& ctx, bool json) {
     const auto pool = ctx.open_pool();
     const auto st = deploy::status(pool, ctx.boot_target());
+    const auto resets = deploy::scheduled_resets(pool);
     if (json) {
         nlohmann::json j;
         j["booted"] = st.booted ? nlohmann::json{{"root", st.booted->root}, {"usr", st.booted->usr}} : nlohmann::json(nullptr);
         j["loader_default"] = st.loader_default ? nlohmann::json(*st.loader_default) : nlohmann::json(nullptr);
         j["deployments"] = nlohmann::json::array();
         for (const auto& d : st.deployments) j["deployments"].push_back(deployment_json(d));
+        j["scheduled_factory_resets"] = nlohmann::json::array();
+        for (const auto& r : resets)
+            j["scheduled_factory_resets"].push_back({{"root", r.root}, {"level", std::string(deploy::to_string(r.level))}});
         print_json(j);
         return;
     }
@@ -23,6 +28,9 @@ void run_status(const Context& ctx, bool json) {
     else
         std::printf("Booted: not booted from a strata pool\n");
     std::printf("Loader default: %s\n", st.loader_default ? st.loader_default->c_str() : "-");
+    for (const auto& r : resets)
+        std::printf("Factory reset scheduled: '%s' (level %s) on its next boot\n", r.root.c_str(),
+                    std::string(deploy::to_string(r.level)).c_str());
     Table table{{"ROOT", "VERSION", "ENTRY", "BOOT", "DEFAULT", "BOOTED", "PINNED", "STATE-SNAPSHOT"}, {}};
     for (const auto& d : st.deployments) {
         std::string state(boot::to_string(d.state));

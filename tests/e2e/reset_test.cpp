@@ -172,6 +172,12 @@ TEST_CASE("a root in use is scheduled, not reset, and the boot-time run carries 
     CHECK(j["in_use"] == "mounted at " + where.path().string());
     CHECK(slurp(w.state / "etc/hostname") == "admin-host\n");
     CHECK(fs::exists(w.mnt / ".strata/reset" / (root + ".request.json")));
+    auto st = w.run({"status", "--json"});
+    require_ok(st);
+    CHECK(nlohmann::json::parse(st.out)["scheduled_factory_resets"] ==
+          nlohmann::json::parse(R"([{"root": ")" + root + R"(", "level": "state"}])"));
+    st = w.run({"status"});
+    CHECK(st.out.find("Factory reset scheduled: '" + root + "' (level state) on its next boot\n") != std::string::npos);
 
     // Still mounted: the boot-time run leaves it scheduled.
     auto r = w.run({"factory-reset", "--apply-scheduled", "--json"});
