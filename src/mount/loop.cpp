@@ -1,5 +1,7 @@
 #include "mount/loop.hpp"
 
+#include <thread>
+
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
@@ -58,5 +60,18 @@ LoopDevice::~LoopDevice() {
 }
 
 void LoopDevice::release() { fd_ = Fd(); }
+
+bool wait_detached(const std::filesystem::path& device, std::chrono::milliseconds timeout) {
+    const std::string name = device.filename().string();
+    if (!name.starts_with("loop")) return true;
+    const std::filesystem::path backing = "/sys/block/" + name + "/loop/backing_file";
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::error_code ec;
+        if (!std::filesystem::exists(backing, ec)) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
 
 }  // namespace strata::mount

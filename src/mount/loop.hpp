@@ -2,6 +2,7 @@
 // Loop devices through /dev/loop-control and LOOP_CONFIGURE. A LoopDevice detaches what it
 // attached when destroyed; with auto_clear the kernel detaches it instead once nothing holds
 // it (the mount it backs is gone), which is how a pool image stays attached only while mounted.
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -35,5 +36,11 @@ private:
     std::filesystem::path device_;
     bool auto_clear_ = false;
 };
+
+// The kernel clears an auto-clear device after its last user is gone, but not necessarily before
+// umount returns (the release runs asynchronously). Waits up to timeout for device to have no
+// backing file any more; returns whether it is detached. A path that is not a loop device counts
+// as detached.
+bool wait_detached(const std::filesystem::path& device, std::chrono::milliseconds timeout);
 
 }  // namespace strata::mount

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "base/error.hpp"
 #include "base/process.hpp"
 #include "mount/loop.hpp"
@@ -89,7 +91,17 @@ void mount_image_pool(const std::filesystem::path& image, const std::filesystem:
 void unmount_pool(const std::filesystem::path& mountpoint) {
     with_context("unmount pool", mountpoint.string(), [&] {
         Pool::open(mountpoint);  // refuse to unmount something that is not a pool
+        const auto mounted = mount::find_mount(mountpoint);
         mount::umount(mountpoint);
+        // Done means detached too: whoever runs next (pool mount, a test's leak check) must not
+        // find the image still attached.
+        const auto still_mounted = [&] {
+            const auto all = mount::list_mounts();
+            return std::any_of(all.begin(), all.end(), [&](const auto& m) { return m.source == mounted->source; });
+        };
+        if (mounted && !still_mounted() && !mount::wait_detached(mounted->source, std::chrono::seconds(10)))
+            throw Error("", "", "unmounted, but '" + mounted->source + "' is still attached (in use elsewhere?)",
+                        Fault::Failed);
     });
 }
 
