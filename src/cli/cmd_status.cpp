@@ -3,6 +3,7 @@
 #include "cli/context.hpp"
 #include "cli/output.hpp"
 #include "deploy/reset.hpp"
+#include "update/update.hpp"
 
 namespace strata::cli {
 namespace {
@@ -11,6 +12,7 @@ void run_status(const Context& ctx, bool json) {
     const auto pool = ctx.open_pool();
     const auto st = deploy::status(pool, ctx.boot_target());
     const auto resets = deploy::scheduled_resets(pool);
+    const auto unfinished = update::unfinished_update(pool);
     if (json) {
         nlohmann::json j;
         j["booted"] = st.booted ? nlohmann::json{{"root", st.booted->root}, {"usr", st.booted->usr}} : nlohmann::json(nullptr);
@@ -20,6 +22,7 @@ void run_status(const Context& ctx, bool json) {
         j["scheduled_factory_resets"] = nlohmann::json::array();
         for (const auto& r : resets)
             j["scheduled_factory_resets"].push_back({{"root", r.root}, {"level", std::string(deploy::to_string(r.level))}});
+        j["unfinished_update"] = unfinished ? nlohmann::json(*unfinished) : nlohmann::json();
         print_json(j);
         return;
     }
@@ -28,6 +31,8 @@ void run_status(const Context& ctx, bool json) {
     else
         std::printf("Booted: not booted from a strata pool\n");
     std::printf("Loader default: %s\n", st.loader_default ? st.loader_default->c_str() : "-");
+    if (unfinished)
+        std::printf("Unfinished update: stopped at %s; `strata update` continues it\n", unfinished->c_str());
     for (const auto& r : resets)
         std::printf("Factory reset scheduled: '%s' (level %s) on its next boot\n", r.root.c_str(),
                     std::string(deploy::to_string(r.level)).c_str());

@@ -24,6 +24,10 @@ struct Context {
     pool::Pool open_pool() const { return pool::Pool::open(effective_pool_path()); }
     pool::Lock lock(const pool::Pool& p) const { return p.lock(config.pool.lock_timeout); }
     deploy::BootTarget boot_target() const;
+    // Where drop-ins of the configuration in use go: /etc/strata/strata.toml.d, or FILE.d.
+    std::filesystem::path config_dropin_dir() const {
+        return config_file ? std::filesystem::path(config_file->string() + ".d") : "/etc/strata/strata.toml.d";
+    }
 };
 
 // One function per verb file registers its subcommand; the callback does the work.
@@ -42,5 +46,9 @@ void register_gc(CLI::App& app, Context& ctx);
 void register_factory(CLI::App& app, Context& ctx);
 void register_factory_reset(CLI::App& app, Context& ctx);
 void register_etc(CLI::App& app, Context& ctx);
+void register_keygen(CLI::App& app, Context& ctx);
+void register_publish(CLI::App& app, Context& ctx);
+void register_remote(CLI::App& app, Context& ctx);
+void register_update(CLI::App& app, Context& ctx);
 
 }  // namespace strata::cli

@@ -12,6 +12,13 @@ enum ExitCode : int {
     exit_exists = 4,     // the object to be created exists already
     exit_busy = 5,       // another strata command holds the pool lock
     exit_in_use = 6,     // the object is mounted, booted or needed by another object
+    exit_update_available = 100,  // update --check: there is something to update to
+};
+
+// A verb that ends with a non-zero status which is not an error (update --check) throws this;
+// main returns the code after the verb has printed its result.
+struct ExitStatus {
+    int code;
 };
 
 constexpr int exit_code_for(Fault fault) {

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     app.add_option("--pool", ctx.pool_path, "The pool: mount point of the btrfs top-level subvolume")
         ->type_name("PATH");
     app.add_option("--config", ctx.config_file,
-                   "Read only this configuration file instead of /usr/lib/strata/strata.toml, /etc/strata/strata.toml and its .d drop-ins")
+                   "Read this configuration file and its FILE.d/*.toml drop-ins instead of /usr/lib/strata/strata.toml, /etc/strata/strata.toml and its .d drop-ins")
         ->type_name("FILE");
     app.add_option("--boot-dir", ctx.boot_dir,
                    "$BOOT for boot entries and kernels (default: boot.dir, else XBOOTLDR or the ESP as systemd finds them)")
@@ -30,14 +30,15 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", ctx.verbose, "Log more (twice for trace)");
     app.add_flag("-q,--quiet", ctx.quiet, "Print only errors and requested data");
     app.footer(
-        "Exit status: 0 ok, 1 failure, 2 usage or invalid name/value, 3 not found, 4 exists, 5 pool busy, 6 in use.\n"
+        "Exit status: 0 ok, 1 failure, 2 usage or invalid name/value, 3 not found, 4 exists, 5 pool busy, 6 in use,\n"
+        "100 update available (update --check).\n"
         "See 'strata COMMAND --help' and docs/ for details.");
 
     // Configuration and logging are set up before any verb runs (parse_complete_callback runs
     // after the global options are known, before the subcommand callbacks).
     app.parse_complete_callback([&] {
         if (ctx.config_file)
-            ctx.config = config::load(std::vector<std::filesystem::path>{*ctx.config_file});
+            ctx.config = config::load(config::config_files_for(*ctx.config_file));
         else
             ctx.config = config::load(config::config_files());
         const auto verbosity = ctx.quiet          ? log::Verbosity::Quiet
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
     cli::register_factory(app, ctx);
     cli::register_factory_reset(app, ctx);
     cli::register_etc(app, ctx);
+    cli::register_keygen(app, ctx);
+    cli::register_publish(app, ctx);
+    cli::register_remote(app, ctx);
+    cli::register_update(app, ctx);
 
     try {
         app.parse(argc, argv);
@@ -71,6 +76,8 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
+    } catch (const cli::ExitStatus& e) {
+        return e.code;
     } catch (const CLI::ParseError& e) {
         std::fprintf(stderr, "strata: %s (see 'strata --help')\n", e.what());
         return cli::exit_usage;

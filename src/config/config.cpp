@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <sstream>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -214,6 +215,37 @@ std::vector<std::string> exclude_patterns(const Field& field) {
     return patterns;
 }
 
+std::string remote_url(const Field& field) {
+    const std::string& text = field.string();
+    const bool known = text.starts_with("file:///") || text.starts_with("http://") || text.starts_with("https://");
+    const bool bad = std::any_of(text.begin(), text.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+    });
+    if (!known || bad) field.invalid("must be a file:///, http:// or https:// URL, got '" + escape(text) + "'");
+    return text;
+}
+
+std::vector<std::filesystem::path> key_paths(const Field& field) {
+    const auto* array = field.node().as_array();
+    if (!array) field.wrong_type("an array of absolute paths");
+    std::vector<std::filesystem::path> paths;
+    for (const auto& element : *array) {
+        const auto* value = element.as_string();
+        if (!value || value->get().empty() || value->get().front() != '/' ||
+            value->get().find('\0') != std::string::npos)
+            field.invalid("must hold absolute paths of .pub files or key directories");
+        paths.emplace_back(value->get());
+    }
+    return paths;
+}
+
+std::string update_policy(const Field& field) {
+    const std::string& text = field.string();
+    if (text != "none" && text != "check" && text != "stage")
+        field.invalid("must be one of none, check, stage, got '" + escape(text) + "'");
+    return text;
+}
+
 // Every key there is; anything else in a file is a mistake worth stopping for.
 struct Key {
     std::string_view section;
@@ -232,6 +264,8 @@ constexpr Key keys[] = {
     {"gc", "keep", [](const Field& f, Config& c) { c.gc.keep = integer_in(f, 1, 1000); }},
     {"log", "level", [](const Field& f, Config& c) { c.log.level = log_level(f); }},
     {"factory", "exclude", [](const Field& f, Config& c) { c.factory.exclude = exclude_patterns(f); }},
+    {"update", "remote", [](const Field& f, Config& c) { c.update.remote = f.string(); }},
+    {"update", "policy", [](const Field& f, Config& c) { c.update.policy = update_policy(f); }},
 };
 
 bool is_section(std::string_view name) {
@@ -262,6 +296,37 @@ std::vector<Entry> in_file_order(const toml::table& table) {
         return pa.line != pb.line ? pa.line < pb.line : pa.column < pb.column;
     });
     return entries;
+}
+
+// [remote.NAME] tables: one per remote, keys of their own.
+void apply_remotes(const toml::table& table, std::string_view source, Config& config) {
+    for (const Entry& entry : in_file_order(table)) {
+        const std::string name(entry.key->str());
+        const Field remote_field(*entry.node, "remote." + name, source);
+        const auto* remote = entry.node->as_table();
+        if (!remote) remote_field.wrong_type("a table");
+        try {
+            check_remote_name(name);
+        } catch (const Error& e) {
+            fail(source, entry.position().line, e.what());
+        }
+        RemoteSettings settings = config.remotes[name];
+        for (const Entry& item : in_file_order(*remote)) {
+            const std::string key(item.key->str());
+            const Field field(*item.node, "remote." + name + "." + key, source);
+            if (key == "url") settings.url = remote_url(field);
+            else if (key == "keys") settings.keys = key_paths(field);
+            else if (key == "insecure") {
+                const auto* flag = item.node->as_boolean();
+                if (!flag) field.wrong_type("true or false");
+                settings.insecure = flag->get();
+            } else {
+                fail(source, item.position().line, "unknown key 'remote." + escape(name) + "." + escape(key) + "'");
+            }
+        }
+        if (settings.url.empty()) fail(source, entry.position().line, "'remote." + name + "' needs a url");
+        config.remotes[name] = std::move(settings);
+    }
 }
 
 void apply_section(std::string_view section, const toml::table& table, std::string_view source,
@@ -348,6 +413,12 @@ Config parse(std::string_view text, std::string_view source, Config base) {
 
     for (const Entry& entry : in_file_order(root)) {
         const std::string_view name = entry.key->str();
+        if (name == "remote") {
+            const auto* remotes = entry.node->as_table();
+            if (!remotes) Field(*entry.node, "remote", source).wrong_type("a table of remotes");
+            apply_remotes(*remotes, source, base);
+            continue;
+        }
         if (!is_section(name))
             fail(source, entry.position().line,
                  (entry.node->is_table() ? "unknown section '" : "unknown key '") + escape(name) + "'");
@@ -357,6 +428,62 @@ Config parse(std::string_view text, std::string_view source, Config base) {
         apply_section(name, *table, source, base);
     }
     return base;
+}
+
+std::vector<std::filesystem::path> config_files_for(const std::filesystem::path& file) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> files{file};
+    const fs::path dropin_dir = file.string() + ".d";
+    std::error_code ec;
+    std::vector<fs::path> dropins;
+    for (fs::directory_iterator it(dropin_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().native();
+        if (!name.starts_with('.') && name.ends_with(".toml")) dropins.push_back(it->path());
+    }
+    std::sort(dropins.begin(), dropins.end());
+    files.insert(files.end(), dropins.begin(), dropins.end());
+    return files;
+}
+
+void check_remote_name(std::string_view name) {
+    const bool ok = !name.empty() && name.size() <= 64 && name.front() != '.' &&
+                    std::all_of(name.begin(), name.end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                               c == '-' || c == '.';
+                    });
+    if (!ok)
+        throw Error("", "", "invalid remote name '" + escape(name) + "': use letters, digits, '_', '-' and '.'",
+                    Fault::InvalidInput);
+}
+
+std::filesystem::path remote_dropin(const std::filesystem::path& dropin_dir, std::string_view name) {
+    check_remote_name(name);
+    return dropin_dir / ("remote-" + std::string(name) + ".toml");
+}
+
+std::string render_remote(std::string_view name, const RemoteSettings& remote) {
+    check_remote_name(name);
+    toml::table settings;
+    settings.insert("url", remote.url);
+    if (!remote.keys.empty()) {
+        toml::array keys;
+        for (const auto& k : remote.keys) keys.push_back(k.string());
+        settings.insert("keys", keys);
+    }
+    if (remote.insecure) settings.insert("insecure", true);
+    toml::table remotes;
+    remotes.insert(std::string(name), settings);
+    toml::table root;
+    root.insert("remote", remotes);
+    std::ostringstream out;
+    out << "# Written by `strata remote add`; `strata remote remove " << name << "` deletes it.\n" << root << "\n";
+    // What we write must read back the same, or the remote would change behind the admin's back.
+    const Config back = parse(out.str(), "remote drop-in");
+    const auto it = back.remotes.find(std::string(name));
+    if (it == back.remotes.end() || it->second.url != remote.url || it->second.keys != remote.keys ||
+        it->second.insecure != remote.insecure)
+        throw Error("write remote", std::string(name), "the settings do not survive a round trip", Fault::InvalidInput);
+    return out.str();
 }
 
 }  // namespace strata::config

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,12 +47,26 @@ struct FactorySettings {
     std::vector<std::string> exclude;
 };
 
+// A repository to update from: [remote.NAME] (docs/updates.md).
+struct RemoteSettings {
+    std::string url;                               // file://, http:// or https://
+    std::vector<std::filesystem::path> keys;       // trusted .pub files or key dirs; empty: the system's
+    bool insecure = false;                         // accept an unsigned or badly signed index (said loudly)
+};
+
+struct UpdateSettings {
+    std::string remote;            // the remote `update` uses; "" : the only one configured
+    std::string policy = "check";  // what strata-update.service does: none, check or stage
+};
+
 struct Config {
     PoolSettings pool;
     BootSettings boot;
     GcSettings gc;
     LogSettings log;
     FactorySettings factory;
+    std::map<std::string, RemoteSettings> remotes;  // by name
+    UpdateSettings update;
 };
 
 // The files that make up the configuration, in the order they apply; only those that exist.
@@ -61,6 +76,17 @@ std::vector<std::filesystem::path> config_files(const std::filesystem::path& roo
 // Reads files in order on top of the built-in defaults; later files override earlier ones key by
 // key. A listed file that cannot be read is an error, not skipped.
 Config load(std::span<const std::filesystem::path> files);
+
+// The files `--config FILE` stands for: FILE, then its drop-ins FILE.d/*.toml by name.
+std::vector<std::filesystem::path> config_files_for(const std::filesystem::path& file);
+
+// Where `strata remote add` keeps a remote: a drop-in of its own in the drop-in directory of
+// the configuration in use (/etc/strata/strata.toml.d, or FILE.d for --config FILE).
+std::filesystem::path remote_dropin(const std::filesystem::path& dropin_dir, std::string_view name);
+// The drop-in's text; the name must be a plain word ([A-Za-z0-9_.-]), the url file/http/https.
+std::string render_remote(std::string_view name, const RemoteSettings& remote);
+// Fault::InvalidInput unless name is a usable remote name.
+void check_remote_name(std::string_view name);
 
 // Applies one file's text on top of base. source names the file in error messages.
 Config parse(std::string_view text, std::string_view source, Config base = {});

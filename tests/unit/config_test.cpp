@@ -316,3 +316,30 @@ TEST_CASE("factory.exclude holds paths below etc or var") {
     CHECK(parse_error("[factory]\nexclude = [\"etc/\"]") ==
           "config 'F' line 2: 'factory.exclude' must hold paths below etc/ or var/, got 'etc/'");
 }
+
+TEST_CASE("remotes are tables of their own with url, keys and insecure") {
+    const auto c = config::parse("[remote.vendor]\nurl = \"https://updates.example.org/os\"\nkeys = [\"/etc/k.pub\"]\n"
+                                 "[remote.local]\nurl = \"file:///srv/repo\"\ninsecure = true\n[update]\nremote = \"vendor\"\n"
+                                 "policy = \"stage\"\n",
+                                 "F");
+    REQUIRE(c.remotes.size() == 2);
+    CHECK(c.remotes.at("vendor").url == "https://updates.example.org/os");
+    CHECK(c.remotes.at("vendor").keys == std::vector<fs::path>{"/etc/k.pub"});
+    CHECK_FALSE(c.remotes.at("vendor").insecure);
+    CHECK(c.remotes.at("local").insecure);
+    CHECK(c.update.remote == "vendor");
+    CHECK(c.update.policy == "stage");
+    CHECK(parse_error("[remote.x]\nurl = \"ftp://a\"\n") == "config 'F' line 2: 'remote.x.url' must be a file:///, http:// or https:// URL, got 'ftp://a'");
+    CHECK(parse_error("[remote.x]\nurl = \"file:///a\"\nkey = []\n") == "config 'F' line 3: unknown key 'remote.x.key'");
+    CHECK(parse_error("[remote.x]\nkeys = []\n") == "config 'F' line 1: 'remote.x' needs a url");
+    CHECK(parse_error("[update]\npolicy = \"always\"\n") == "config 'F' line 2: 'update.policy' must be one of none, check, stage, got 'always'");
+}
+
+TEST_CASE("a rendered remote drop-in reads back the same") {
+    const config::RemoteSettings remote{.url = "http://127.0.0.1:8080/repo", .keys = {"/etc/strata/keys.d"}, .insecure = false};
+    const auto c = config::parse(config::render_remote("vendor", remote), "F");
+    CHECK(c.remotes.at("vendor").url == remote.url);
+    CHECK(c.remotes.at("vendor").keys == remote.keys);
+    CHECK_THROWS_AS(config::render_remote("../x", remote), Error);
+    CHECK(config::remote_dropin("/etc/strata/strata.toml.d", "vendor") == "/etc/strata/strata.toml.d/remote-vendor.toml");
+}

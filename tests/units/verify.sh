@@ -11,9 +11,9 @@ cp "$strata" "$root/usr/bin/strata"
 # Commands the units name by absolute path must exist below the fake root too.
 cp /usr/bin/systemd-tmpfiles "$root/usr/bin/"
 cp /usr/lib/systemd/system/*.target "$root/usr/lib/systemd/system/" 2>/dev/null || true
-cp "$units"/*.service "$root/usr/lib/systemd/system/"
+cp "$units"/*.service "$units"/*.timer "$root/usr/lib/systemd/system/"
 status=0
-for unit in "$units"/*.service; do
+for unit in "$units"/*.service "$units"/*.timer; do
     name=$(basename "$unit")
     out=$(systemd-analyze verify --man=no --root="$root" "$root/usr/lib/systemd/system/$name" 2>&1) || status=1
     if [ -n "$out" ]; then

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Measures `strata update` (verify index, download over loopback HTTP, check sha256, validate,
+# receive, deploy) against raw `zstd -d | btrfs receive` of the same incremental stream, and
+# `strata publish` of a version with deltas from the 3 before it. One line per measurement:
+#   name  strata  peer  ratio  goal  ok|MISSED
+# Run as root. Settings (environment):
+#   STRATA  strata binary           (default: <repo>/build/src/cli/strata)
+#   SIZE    size of the tree        (default: 700M, copied from SOURCE)
+#   SOURCE  where the tree comes from (default: /usr; SOURCE_DIRS picks subdirectories)
+#   CHANGE  share of files changed per version, percent (default: 5)
+#   WORKDIR parent of the scratch dir (default: /var/tmp; needs ~4x SIZE free)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STRATA=$(readlink -f "${STRATA:-$repo/build/src/cli/strata}")
+SIZE=${SIZE:-700M}
+SOURCE=${SOURCE:-/usr}
+SOURCE_DIRS=${SOURCE_DIRS:-"bin sbin libexec share include lib"}
+CHANGE=${CHANGE:-5}
+WORKDIR=${WORKDIR:-/var/tmp}
+vendor=org.bench.Os
+arch=x86_64
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+[ "$(id -u)" = 0 ] || die "must run as root"
+[ -x "$STRATA" ] || die "no strata binary at '$STRATA'"
+for tool in btrfs mkfs.btrfs losetup zstd nginx numfmt; do command -v "$tool" >/dev/null || die "'$tool' is missing"; done
+size_bytes=$(numfmt --from=iec "$SIZE")
+
+work=$(mktemp -d "$WORKDIR/strata-bench-update.XXXXXX")
+mounts=() loops=() nginx_pid=
+cleanup() {
+    set +e
+    [ -n "$nginx_pid" ] && kill "$nginx_pid" && wait "$nginx_pid" 2>/dev/null
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"; done
+    for i in "${loops[@]}"; do
+        dev=${i%% *} img=${i#* }
+        [ "$(cat "/sys/block/${dev##*/}/loop/backing_file" 2>/dev/null)" = "$img" ] && losetup -d "$dev"
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+make_pool() {
+    local mnt=$1 img=$1.img dev
+    truncate -s "$((size_bytes * 3 + (1 << 30)))" "$img"
+    mkfs.btrfs -q "$img" >/dev/null 2>&1
+    dev=$(losetup -f --show "$img")
+    loops+=("$dev $img")
+    mkdir -p "$mnt"
+    mount "$dev" "$mnt"
+    mounts+=("$mnt")
+}
+config=$work/strata.toml
+printf '[boot]\ntries = 3\n' >"$config"
+strata() { "$STRATA" --config "$config" -q "$@"; }
+now() { date +%s.%N; }
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+report() { # name strata peer goal-ratio
+    local ratio ok
+    ratio=$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.2f", a / b }')
+    ok=$(awk -v r="$ratio" -v g="$4" 'BEGIN { print (r <= g) ? "ok" : "MISSED" }')
+    printf '%-24s %10.3f %10.3f %7s %8s  %s\n' "$1" "$2" "$3" "$ratio" "<=${4}x" "$ok"
+}
+
+# --- trees: v1 from SOURCE, each next version changes CHANGE% of the files and adds a few ---
+kver=6.1.0-bench
+mkdir -p "$work/kernel"
+head -c $((10 << 20)) /dev/urandom >"$work/kernel/vmlinuz"
+head -c $((30 << 20)) /dev/urandom >"$work/kernel/initramfs.img"
+source "$repo/bench/tree.sh"
+note "copying up to $SIZE of $SOURCE ($SOURCE_DIRS)"
+tree=$work/tree
+make_tree "$tree" "$size_bytes" >/dev/null
+make_pool "$work/vendor"
+make_pool "$work/client"
+make_pool "$work/raw"
+strata keygen -o "$work/key"
+for v in 1 2 3 4; do
+    if [ "$v" -gt 1 ]; then
+        find "$tree" -type f | awk -v p="$CHANGE" 'NR % int(100 / p) == 0' | while read -r f; do
+            printf 'v%s\n' "$v" >>"$f"
+        done
+        head -c 4M /dev/urandom >"$tree/lib/new-in-$v"
+    fi
+    strata --pool "$work/vendor" import "usr:$vendor:$arch:$v" --from-dir "$tree"
+done
+
+# --- publish: v1..v3 first, then the timed one: v4 with deltas from the 3 before it ---
+repo_dir=$work/www/repo
+mkdir -p "$repo_dir"
+strata --pool "$work/vendor" publish "$repo_dir" "usr:$vendor:$arch:1" --key "$work/key.key"
+strata --pool "$work/vendor" publish "$repo_dir" "usr:$vendor:$arch:2" --deltas-from 1 --key "$work/key.key"
+strata --pool "$work/vendor" publish "$repo_dir" "usr:$vendor:$arch:3" --deltas-from 2 --key "$work/key.key"
+t0=$(now)
+strata --pool "$work/vendor" publish "$repo_dir" "usr:$vendor:$arch:4" --deltas-from 3 --key "$work/key.key"
+publish_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+
+# --- loopback HTTP ---
+port=$((20000 + RANDOM % 20000))
+cat >"$work/nginx.conf" <<CONF
+daemon off; master_process off; pid $work/nginx.pid; error_log $work/nginx.err;
+events {}
+http { access_log off; client_body_temp_path $work/t1; proxy_temp_path $work/t2; fastcgi_temp_path $work/t3;
+  uwsgi_temp_path $work/t4; scgi_temp_path $work/t5; sendfile on;
+  server { listen 127.0.0.1:$port; root $work/www; } }
+CONF
+nginx -c "$work/nginx.conf" &
+nginx_pid=$!
+sleep 1
+
+# --- client: holds v3 (received from its full stream, deployed), then the timed update to v4 ---
+boot=$work/boot
+mkdir -p "$boot"
+pick() { # TREE-VERSION PARENT-VERSION|"": the payload file in the index
+    python3 - "$repo_dir/index.json" "$1" "$2" <<'PY'
+import json, sys
+index, version, parent = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+for t in index["trees"]:
+    if t["name"].endswith(":" + version):
+        for p in t["payloads"]:
+            if (p["parent"] is None and not parent) or (p["parent"] and p["parent"]["name"].endswith(":" + parent)):
+                print(p["file"])
+PY
+}
+payload_full3=$(pick 3 "")
+payload_delta4=$(pick 4 3)
+strata remote add bench "http://127.0.0.1:$port/repo" --key "$work/key.pub"
+strata --pool "$work/client" root create web --vendor "$vendor" --arch "$arch"
+strata --pool "$work/client" import "usr:$vendor:$arch:3" --from-stream "$repo_dir/$payload_full3"
+strata --pool "$work/client" --boot-dir "$boot" deploy "root:web:$vendor:$arch" >/dev/null
+cold
+t0=$(now)
+strata --pool "$work/client" --boot-dir "$boot" update >/dev/null
+update_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+
+# --- peer: the same delta applied by hand on a pool holding the same v3 ---
+zstd -dc "$repo_dir/$payload_full3" | btrfs receive -q "$work/raw" >/dev/null
+cold
+t0=$(now)
+zstd -dc "$repo_dir/$payload_delta4" | btrfs receive -q "$work/raw" >/dev/null
+receive_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+
+printf '%-24s %10s %10s %7s %8s  %s\n' name strata peer ratio goal result
+report update-delta_s "$update_s" "$receive_s" 1.2
+printf '%-24s %10.3f %10s %7s %8s  %s\n' publish-3-deltas_s "$publish_s" - - "<=10s" \
+    "$(awk -v s="$publish_s" 'BEGIN { print (s <= 10) ? "ok" : "MISSED" }')"

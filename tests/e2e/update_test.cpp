@@ -1,0 +1,322 @@
+// Updates end to end: a publisher pool publishes signed repositories served by a real nginx on
+// loopback; a client pool updates from it with `strata update` like an admin would.
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "e2e/e2e.hpp"
+#include "support/http_server.hpp"
+#include "support/tree.hpp"
+
+using namespace strata;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string vendor = "org.example.Demo";
+const std::string root = "root:web:org.example.Demo:x86_64";
+std::string usr(const std::string& v) { return "usr:" + vendor + ":x86_64:" + v; }
+
+void require_ok(const ProcessResult& r) { REQUIRE_MESSAGE(r.exit_status == 0, r.err); }
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void put(const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+}
+
+std::string random_bytes(size_t n, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(gen());
+    return s;
+}
+
+struct World {
+    test::TempDir work;
+    test::ScratchPool vendor_pool;
+    test::ScratchPool client_pool;
+    test::HttpServer server;
+    fs::path repo = server.www() / "repo";
+    fs::path key = work.path() / "vendor";  // vendor.pub, vendor.key
+    fs::path boot = work.path() / "boot";
+    fs::path config = work.path() / "strata.toml";
+
+    explicit World(const std::string& remote_path = "/repo") {
+        fs::create_directories(boot);
+        std::ofstream(config) << "[boot]\ntries = 3\n";
+        require_ok(test::run_strata({"keygen", "-o", key.string()}));
+        require_ok(client({"root", "create", "web", "--vendor", vendor, "--arch", "x86_64"}));
+        require_ok(client({"remote", "add", "vendor", server.url() + remote_path, "--key", key.string() + ".pub"}));
+    }
+    // Version v of the OS: a kernel, os-release, and `payload` bytes of data that change per version.
+    void release(const std::string& v, size_t payload = 64 << 10, const std::string& arch = "x86_64") const {
+        const auto tree = work.path() / ("tree-" + arch + "-" + v);
+        put(tree / "lib/modules/6.1.0/vmlinuz", "kernel " + v + "\n");
+        put(tree / "lib/modules/6.1.0/initrd.img", "initrd " + v + "\n");
+        put(tree / "lib/os-release", "NAME=Demo\nVERSION_ID=" + v + "\n");
+        put(tree / "share/data/common", random_bytes(payload, 1));
+        put(tree / ("share/data/v" + v), random_bytes(payload / 4, static_cast<unsigned>(std::stoul(v)) + 7));
+        require_ok(test::strata_on(vendor_pool.mountpoint(),
+                                   {"import", "usr:" + vendor + ":" + arch + ":" + v, "--from-dir", tree.string()}));
+    }
+    ProcessResult publish(const std::string& name, std::vector<std::string> extra = {}) const {
+        std::vector<std::string> args{"publish", repo.string(), name, "--key", key.string() + ".key"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return test::strata_on(vendor_pool.mountpoint(), args);
+    }
+    ProcessResult client(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--pool", client_pool.mountpoint().string(), "--config", config.string(),
+                                   "--boot-dir", boot.string()});
+        return test::run_strata(args);
+    }
+    nlohmann::json update(std::vector<std::string> extra = {}) const {
+        std::vector<std::string> args{"update", "--json"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        auto r = client(args);
+        REQUIRE_MESSAGE(r.exit_status == 0, r.err);
+        return nlohmann::json::parse(r.out);
+    }
+    nlohmann::json index() const { return nlohmann::json::parse(slurp(repo / "index.json")); }
+    // The payload of tree `name` whose parent is `parent` ("" for the full one), as indexed.
+    nlohmann::json payload(const std::string& name, const std::string& parent) const {
+        const auto idx = index();
+        for (const auto& t : idx["trees"])
+            if (t["name"] == name)
+                for (const auto& p : t["payloads"])
+                    if ((parent.empty() && p["parent"].is_null()) || (!p["parent"].is_null() && p["parent"]["name"] == parent))
+                        return p;
+        FAIL("no such payload");
+        return {};
+    }
+    uint64_t bytes_served(const std::string& file) const {
+        uint64_t total = 0;
+        for (const auto& r : server.requests())
+            if (r.uri.ends_with(file)) total += r.body_bytes;
+        return total;
+    }
+    std::vector<std::string> same_tree(const std::string& name) const {
+        return test::compare_trees(vendor_pool.mountpoint() / name, client_pool.mountpoint() / name);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a fresh client gets v1 in full and later v3 as a delta from the version it has") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1");
+    require_ok(w.publish(usr("1")));
+    auto j = w.update();
+    CHECK(j["target"] == usr("1"));
+    CHECK(j["kind"] == "full");
+    CHECK(j["deployment"]["usr"] == usr("1"));
+    CHECK(w.same_tree(usr("1")).empty());
+
+    w.release("2");
+    w.release("3");
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    require_ok(w.publish(usr("3"), {"--deltas-from", "2"}));
+    const auto delta = w.payload(usr("3"), usr("1"));
+    auto r = w.client({"update", "--check", "--json"});
+    CHECK(r.exit_status == 100);
+    j = nlohmann::json::parse(r.out);
+    CHECK(j["target"] == usr("3"));
+    CHECK(j["kind"] == "incremental");
+    CHECK(j["parent"] == usr("1"));
+    CHECK(j["download_bytes"] == delta["compressed_size"]);
+
+    j = w.update();
+    CHECK(j["deployment"]["usr"] == usr("3"));
+    CHECK(w.bytes_served(delta["file"].get<std::string>()) == delta["compressed_size"].get<uint64_t>());
+    CHECK(w.same_tree(usr("3")).empty());
+    r = w.client({"update", "--check"});
+    CHECK(r.exit_status == 0);
+    CHECK(r.out.find("Up to date: '" + root + "' runs '" + usr("3") + "'") != std::string::npos);
+    CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / ".strata/downloads" / (delta["sha256"].get<std::string>() + ".stream")));
+}
+
+TEST_CASE("tampered payloads and indexes are refused before anything is applied") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1");
+    require_ok(w.publish(usr("1")));
+    const auto before = test::listed_names(w.client_pool.mountpoint());
+
+    SUBCASE("a flipped byte in the stream") {
+        const auto file = w.repo / w.payload(usr("1"), "")["file"].get<std::string>();
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(100);
+        f.put('\x42');
+        f.close();
+        auto r = w.client({"update"});
+        CHECK(r.exit_status == 2);
+        CHECK(r.err.find("is not the signed") != std::string::npos);
+        CHECK(r.err.find("nothing was applied") != std::string::npos);
+    }
+    SUBCASE("a changed index") {
+        auto text = slurp(w.repo / "index.json");
+        text.replace(text.find("\"serial\""), 8, "\"serial\" ");
+        std::ofstream(w.repo / "index.json", std::ios::trunc) << text;
+        auto r = w.client({"update"});
+        CHECK(r.exit_status == 2);
+        CHECK(r.err.starts_with("strata: update '" + root + "': update from 'vendor': "));
+    }
+    SUBCASE("an index signed by an unknown key") {
+        const auto other = w.work.path() / "other";
+        require_ok(test::run_strata({"keygen", "-o", other.string()}));
+        fs::remove_all(w.repo);
+        require_ok(test::strata_on(w.vendor_pool.mountpoint(),
+                                   {"publish", w.repo.string(), usr("1"), "--key", other.string() + ".key"}));
+        auto r = w.client({"update"});
+        CHECK(r.exit_status == 2);
+        CHECK(r.err.find("unknown key") != std::string::npos);
+    }
+    SUBCASE("a revoked key") {
+        const auto keys = w.work.path() / "keys";
+        fs::create_directories(keys / "revoked");
+        fs::copy_file(w.key.string() + ".pub", keys / "vendor.pub");
+        fs::copy_file(w.key.string() + ".pub", keys / "revoked/vendor.pub");
+        require_ok(w.client({"remote", "add", "vendor", w.server.url() + "/repo", "--key", keys.string(), "--force"}));
+        auto r = w.client({"update"});
+        CHECK(r.exit_status == 2);
+        CHECK(r.err.find("revoked") != std::string::npos);
+    }
+    CHECK(test::listed_names(w.client_pool.mountpoint()) == before);
+    CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / "usr:org.example.Demo:x86_64:1"));
+}
+
+TEST_CASE("a replayed older index is refused unless downgrades are allowed") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1");
+    require_ok(w.publish(usr("1")));
+    const auto old_index = slurp(w.repo / "index.json"), old_sig = slurp(w.repo / "index.json.minisig");
+    w.release("2");
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    CHECK(w.update()["deployment"]["usr"] == usr("2"));
+    std::ofstream(w.repo / "index.json", std::ios::trunc) << old_index;
+    std::ofstream(w.repo / "index.json.minisig", std::ios::trunc) << old_sig;
+    auto r = w.client({"update"});
+    CHECK(r.exit_status == 2);
+    CHECK(r.err.find("older than one seen before") != std::string::npos);
+    // Allowed, the older index takes the root back to the older version it offers.
+    r = w.client({"update", "--allow-downgrade", "--check", "--json"});
+    CHECK(r.exit_status == 100);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["current"] == usr("2"));
+    CHECK(j["target"] == usr("1"));
+}
+
+TEST_CASE("a repository for another arch has nothing for this root") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1", 4096, "aarch64");
+    require_ok(w.publish("usr:" + vendor + ":aarch64:1"));
+    test::check_one_line_error(w.client({"update"}), 3,
+                               "update '" + root + "': update from 'vendor': it publishes no usr for " + vendor + " on x86_64");
+}
+
+TEST_CASE("an interrupted download resumes where it stopped") {
+    test::require_root_and_btrfs();
+    World w("/slow/repo");
+    w.release("1", 1 << 20);
+    require_ok(w.publish(usr("1")));
+    const auto full = w.payload(usr("1"), "");
+    const uint64_t size = full["compressed_size"];
+    REQUIRE(size > 512 << 10);
+    // Killed (as by a power cut) a moment into the slow download.
+    std::string line = "timeout -s KILL 3 '" + test::strata_binary() + "' --pool '" +
+                       w.client_pool.mountpoint().string() + "' --config '" + w.config.string() + "' --boot-dir '" +
+                       w.boot.string() + "' update";
+    CHECK(run_process({"sh", "-c", line}).exit_status == 128 + 9);
+    const auto part = w.client_pool.mountpoint() / ".strata/downloads" / (full["sha256"].get<std::string>() + ".part");
+    REQUIRE(fs::exists(part));
+    const auto had = fs::file_size(part);
+    CHECK(had > 0);
+    CHECK(had < size);
+    auto st = w.client({"status"});
+    CHECK(st.out.find("Unfinished update: stopped at download " + usr("1")) != std::string::npos);
+
+    auto r = w.client({"update"});
+    require_ok(r);
+    CHECK(r.out.find("Continuing an unfinished update") != std::string::npos);
+    CHECK(r.out.find("Resumed the download at") != std::string::npos);
+    const auto requests = w.server.wait_for_requests(w.server.requests().size());
+    const auto& last = requests.back();
+    CHECK(last.range == "bytes=" + std::to_string(had) + "-");
+    CHECK(last.body_bytes == size - had);
+    CHECK(w.same_tree(usr("1")).empty());
+}
+
+TEST_CASE("an update that does not fit is refused with the numbers before downloading") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1", 8 << 20);
+    require_ok(w.publish(usr("1")));
+    // Leave a few MiB free in the client pool: less than download plus receive need.
+    struct statvfs st {};
+    REQUIRE(::statvfs(w.client_pool.mountpoint().c_str(), &st) == 0);
+    const uint64_t free_now = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+    REQUIRE(free_now > (12ull << 20));
+    require_ok(run_process({"fallocate", "-l", std::to_string(free_now - (6ull << 20)),
+                            (w.client_pool.mountpoint() / "filler").string()}));
+    auto r = w.client({"update"});
+    CHECK(r.exit_status == 1);
+    CHECK_MESSAGE(r.err.find("not enough space in the pool: needs ") != std::string::npos, r.err);
+    CHECK(w.bytes_served(w.payload(usr("1"), "")["file"].get<std::string>()) == 0);
+    CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / usr("1")));
+}
+
+TEST_CASE("two updates at once: the second finds the pool busy and nothing is lost") {
+    test::require_root_and_btrfs();
+    World w("/slow/repo");
+    std::ofstream(w.config, std::ios::app) << "[pool]\nlock-timeout-sec = 0\n";
+    w.release("1", 1 << 20);
+    require_ok(w.publish(usr("1")));
+    std::string line = "timeout -s KILL 4 '" + test::strata_binary() + "' --pool '" +
+                       w.client_pool.mountpoint().string() + "' --config '" + w.config.string() + "' --boot-dir '" +
+                       w.boot.string() + "' update";
+    auto first = ChildProcess::spawn({"sh", "-c", line}, -1, -1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    auto second = w.client({"update"});
+    CHECK(second.exit_status == 5);
+    CHECK(second.err.find("busy") != std::string::npos);
+    first.wait();
+    require_ok(w.client({"update"}));
+    CHECK(w.same_tree(usr("1")).empty());
+}
+
+TEST_CASE("remote add writes a drop-in that list shows and remove deletes") {
+    test::TempDir work;
+    const auto config = work.path() / "strata.toml";
+    std::ofstream(config) << "";
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--config", config.string()});
+        return test::run_strata(args);
+    };
+    require_ok(run({"remote", "add", "vendor", "https://updates.example.org/os", "--key", "/etc/strata/keys.d"}));
+    CHECK(fs::exists(work.path() / "strata.toml.d/remote-vendor.toml"));
+    auto r = run({"remote", "list", "--json"});
+    require_ok(r);
+    CHECK(nlohmann::json::parse(r.out) ==
+          nlohmann::json::parse(R"([{"name":"vendor","url":"https://updates.example.org/os","keys":["/etc/strata/keys.d"],"insecure":false}])"));
+    test::check_one_line_error(run({"remote", "add", "vendor", "https://other.example.org"}), 4,
+                               "add remote 'vendor': exists already (--force replaces it)");
+    test::check_one_line_error(run({"remote", "add", "x", "ftp://a"}), 2,
+                               "add remote 'x': config 'remote drop-in' line 3: 'remote.x.url' must be a file:///, http:// or https:// URL, got 'ftp://a'");
+    test::check_one_line_error(run({"remote", "add", "a/b", "https://a"}), 2,
+                               "add remote 'a/b': invalid remote name 'a/b': use letters, digits, '_', '-' and '.'");
+    test::check_one_line_error(run({"remote", "remove", "nope"}), 3, "remove remote 'nope': no such remote");
+    require_ok(run({"remote", "remove", "vendor"}));
+    CHECK_FALSE(fs::exists(work.path() / "strata.toml.d/remote-vendor.toml"));
+    r = run({"remote", "list", "--json"});
+    CHECK(nlohmann::json::parse(r.out).empty());
+}
