@@ -2,7 +2,7 @@
 #include "base/error.hpp"
 #include "cli/context.hpp"
 #include "cli/output.hpp"
-#include "vendor/remove.hpp"
+#include "deploy/remove.hpp"
 
 namespace strata::cli {
 namespace {
@@ -17,7 +17,9 @@ struct RemoveOptions {
 void run_remove(const Context& ctx, const RemoveOptions& opts) {
     const auto pool = ctx.open_pool();
     const auto lock = ctx.lock(pool);
-    const auto removed = vendor::remove_vendor_trees(pool, lock, opts.names, {opts.force, opts.dry_run});
+    const auto target = ctx.boot_target_if_any();
+    const auto removed =
+        deploy::remove_vendor_trees(pool, lock, target ? &*target : nullptr, opts.names, opts.force, opts.dry_run);
     if (opts.json) {
         auto list = nlohmann::json::array();
         for (const auto& r : removed) list.push_back({{"name", r.name}, {"in_use", r.in_use}});
@@ -39,7 +41,7 @@ void register_remove(CLI::App& app, Context& ctx) {
     auto opts = std::make_shared<RemoveOptions>();
     auto* cmd = app.add_subcommand("remove", "Delete vendor trees (all named ones, or none if one is refused)");
     cmd->add_option("NAME", opts->names, "Vendor trees to delete")->required();
-    cmd->add_flag("--force", opts->force, "Delete trees that are mounted or booted too");
+    cmd->add_flag("--force", opts->force, "Delete trees that are mounted, booted or deployed too (their boot entries go first)");
     cmd->add_flag("--dry-run", opts->dry_run, "Check and show what would be deleted, delete nothing");
     cmd->add_flag("--json", opts->json, "Print JSON");
     cmd->callback([&ctx, opts] { run_remove(ctx, *opts); });

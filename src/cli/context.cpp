@@ -1,5 +1,7 @@
 #include "cli/context.hpp"
 
+#include "base/error.hpp"
+
 #include "boot/boot_dir.hpp"
 
 namespace strata::cli {
@@ -10,6 +12,16 @@ deploy::BootTarget Context::boot_target() const {
     target.tries = config.boot.tries;
     target.kernel_args = config.boot.kernel_args;
     return target;
+}
+
+std::optional<deploy::BootTarget> Context::boot_target_if_any() const {
+    if (boot_dir || config.boot.dir) return boot_target();
+    try {
+        return boot_target();
+    } catch (const Error& e) {
+        if (e.fault() == Fault::NotFound) return std::nullopt;
+        throw;
+    }
 }
 
 }  // namespace strata::cli

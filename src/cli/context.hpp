@@ -24,6 +24,9 @@ struct Context {
     pool::Pool open_pool() const { return pool::Pool::open(effective_pool_path()); }
     pool::Lock lock(const pool::Pool& p) const { return p.lock(config.pool.lock_timeout); }
     deploy::BootTarget boot_target() const;
+    // As boot_target(), but nullopt when none is configured and none can be found (a build
+    // host without an ESP); a configured one that is missing is still an error.
+    std::optional<deploy::BootTarget> boot_target_if_any() const;
     // Where drop-ins of the configuration in use go: /etc/strata/strata.toml.d, or FILE.d.
     std::filesystem::path config_dropin_dir() const {
         return config_file ? std::filesystem::path(config_file->string() + ".d") : "/etc/strata/strata.toml.d";

@@ -48,6 +48,8 @@ Removal check(const pool::Pool& pool, const std::string& name, const RemoveOptio
                             "', which strata did not make; delete it yourself first",
                         Fault::Failed);
         Removal removal{name, uses_of(pool, name)};
+        if (options.more_uses)
+            for (auto& use : options.more_uses(name)) removal.in_use.push_back(std::move(use));
         if (!removal.in_use.empty() && !options.force)
             throw Error("", "", "in use (" + removal.in_use.front() + "); --force removes it anyway", Fault::InUse);
         return removal;

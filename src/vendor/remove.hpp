@@ -1,5 +1,6 @@
 #pragma once
 // Removing vendor trees: all named trees are checked first, then deleted (all or none refused).
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@ namespace strata::vendor {
 struct RemoveOptions {
     bool force = false;    // remove trees that are in use (mounted, booted)
     bool dry_run = false;  // check and report, delete nothing
+    // Uses that layers above know of (deployments), added to the mounts and the command line.
+    std::function<std::vector<std::string>(std::string_view name)> more_uses;
 };
 
 struct Removal {

@@ -336,3 +336,26 @@ TEST_CASE("root clone and remove") {
     test::check_one_line_error(w.run({"root", "remove", clone}), 3,
                                "remove root '" + clone + "': no such root instance in the pool");
 }
+
+TEST_CASE("remove refuses a deployed usr and --force takes its entry away first") {
+    test::require_root_and_btrfs();
+    World w;
+    w.import_usr("1");
+    w.import_usr("2");
+    require_ok(w.run({"deploy", root, "--version", "1"}));
+    require_ok(w.run({"deploy", root}));
+    const auto entries = w.entry_files();
+    test::check_one_line_error(w.run({"remove", usr("2")}), 6,
+                               "remove '" + usr("2") + "': in use (boot entry '" + entry_id("2") + "' (default of " + root +
+                                   ")); --force removes it anyway");
+    test::check_one_line_error(w.run({"remove", usr("1"), usr("2")}), 6,
+                               "remove '" + usr("1") + "': in use (boot entry '" + entry_id("1") + "'); --force removes it anyway");
+    CHECK(w.entry_files() == entries);
+    CHECK(fs::exists(w.mnt / usr("1")));
+    require_ok(w.run({"remove", usr("1"), "--force"}));
+    CHECK_FALSE(fs::exists(w.mnt / usr("1")));
+    for (const auto& f : w.entry_files()) CHECK(f.find(entry_id("1")) == std::string::npos);
+    const auto st = w.status();
+    REQUIRE(st["deployments"].size() == 1);
+    CHECK(st["deployments"][0]["usr"] == usr("2"));
+}
