@@ -320,3 +320,21 @@ TEST_CASE("remote add writes a drop-in that list shows and remove deletes") {
     r = run({"remote", "list", "--json"});
     CHECK(nlohmann::json::parse(r.out).empty());
 }
+
+TEST_CASE("a key announced by the trusted key takes over after rotation") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto next = w.work.path() / "next";
+    require_ok(test::run_strata({"keygen", "-o", next.string()}));
+    w.release("1");
+    require_ok(w.publish(usr("1"), {"--announce-key", next.string() + ".pub"}));
+    CHECK(w.update()["deployment"]["usr"] == usr("1"));
+    w.release("2");
+    require_ok(test::strata_on(w.vendor_pool.mountpoint(),
+                               {"publish", w.repo.string(), usr("2"), "--deltas-from", "1", "--key", next.string() + ".key",
+                                "--previous-key", w.key.string() + ".pub"}));
+    CHECK(w.update()["deployment"]["usr"] == usr("2"));
+    // The client remembers the new key in its pool.
+    CHECK(fs::exists(w.client_pool.mountpoint() / ".strata/keys.d"));
+    CHECK_FALSE(fs::is_empty(w.client_pool.mountpoint() / ".strata/keys.d"));
+}
