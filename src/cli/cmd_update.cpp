@@ -1,4 +1,5 @@
 // strata update: the newest usr from the root's remote, verified, downloaded with resume, deployed.
+#include <chrono>
 #include <cstdio>
 
 #include "base/error.hpp"
@@ -64,6 +65,19 @@ void run_update(const Context& ctx, UpdateCliOptions opts) {
     const auto pool = ctx.open_pool();
     const auto lock = ctx.lock(pool);
     ProgressLine progress(!ctx.quiet && !opts.json);
+    // With --json, progress goes to stderr as JSON lines (one per phase change, else at most one
+    // a second), for programs that drive strata; stdout keeps the one result object.
+    std::string last_phase;
+    auto last_line = std::chrono::steady_clock::time_point{};
+    ProgressFn json_progress = [&](const Progress& p) {
+        const auto now = std::chrono::steady_clock::now();
+        if (p.phase == last_phase && now - last_line < std::chrono::seconds(1)) return;
+        last_phase = std::string(p.phase);
+        last_line = now;
+        nlohmann::json line{{"phase", p.phase}, {"bytes", p.bytes}};
+        line["total"] = p.total ? nlohmann::json(*p.total) : nlohmann::json();
+        std::fprintf(stderr, "%s\n", line.dump().c_str());
+    };
     const auto r = update::update(pool, lock, ctx.boot_target(), ctx.config,
                                   {.root = opts.root,
                                    .remote = opts.remote,
@@ -72,7 +86,7 @@ void run_update(const Context& ctx, UpdateCliOptions opts) {
                                    .allow_downgrade = opts.allow_downgrade,
                                    .prune = opts.prune,
                                    .default_key_dirs = {"/usr/lib/strata/keys.d", "/etc/strata/keys.d"},
-                                   .progress = progress.callback()});
+                                   .progress = opts.json && !ctx.quiet ? json_progress : progress.callback()});
     if (opts.json) {
         nlohmann::json j = plan_json(r.plan);
         j["downloaded"] = r.downloaded;

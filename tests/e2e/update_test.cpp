@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "e2e/e2e.hpp"
@@ -82,6 +83,13 @@ struct World {
         args.insert(args.end(), extra.begin(), extra.end());
         auto r = client(args);
         REQUIRE_MESSAGE(r.exit_status == 0, r.err);
+        // Progress comes as JSON lines on stderr, each with a phase and a byte count.
+        std::istringstream progress(r.err);
+        for (std::string line; std::getline(progress, line);) {
+            const auto p = nlohmann::json::parse(line);
+            CHECK(p["phase"].is_string());
+            CHECK(p["bytes"].is_number());
+        }
         return nlohmann::json::parse(r.out);
     }
     nlohmann::json index() const { return nlohmann::json::parse(slurp(repo / "index.json")); }
