@@ -68,25 +68,6 @@ void confirm(const ResetCliOptions& opts, const std::string& root) {
         throw Error("factory reset", root, "not confirmed", Fault::InvalidInput);
 }
 
-// Without a name: the booted root, else the pool's only root.
-naming::Name choose_root(const Context& ctx, const pool::Pool& pool, const std::optional<std::string>& given) {
-    if (given) {
-        if (given->find(':') != std::string::npos) return naming::Name::parse(*given);
-        for (const auto& s : pool.list())
-            if (s.typed && s.typed->kind() == naming::Kind::Root && s.typed->id() == *given) return *s.typed;
-        throw Error("factory reset", *given, "no such root instance in the pool", Fault::NotFound);
-    }
-    if (const auto st = deploy::status(pool, ctx.boot_target()); st.booted) return naming::Name::parse(st.booted->root);
-    std::vector<naming::Name> roots;
-    for (const auto& s : pool.list())
-        if (s.typed && s.typed->kind() == naming::Kind::Root) roots.push_back(*s.typed);
-    if (roots.size() != 1)
-        throw Error("factory reset", pool.path().string(),
-                    roots.empty() ? "the pool has no root instance" : "the pool has several root instances: name one",
-                    Fault::InvalidInput);
-    return roots.front();
-}
-
 void run_reset(const Context& ctx, const ResetCliOptions& opts) {
     if (opts.apply_scheduled) {
         std::vector<deploy::ResetReport> done;
@@ -106,7 +87,10 @@ void run_reset(const Context& ctx, const ResetCliOptions& opts) {
         return;
     }
     const auto pool = ctx.open_pool();
-    const auto root = choose_root(ctx, pool, opts.root);
+    const auto target = opts.root ? std::nullopt : ctx.boot_target_if_any();
+    const auto root = with_context("factory reset", opts.root.value_or(pool.path().string()), [&] {
+        return deploy::choose_root(pool, target ? &*target : nullptr, opts.root);
+    });
     if (opts.undo) {
         const auto lock = ctx.lock(pool);
         const auto r = deploy::undo_factory_reset(pool, lock, root);

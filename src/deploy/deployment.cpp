@@ -333,6 +333,24 @@ Deployment rollback(const pool::Pool& pool, const pool::Lock& lock, const BootTa
     });
 }
 
+naming::Name choose_root(const pool::Pool& pool, const BootTarget* target, const std::optional<std::string>& given) {
+    if (given && given->find(':') != std::string::npos) return naming::Name::parse(*given);
+    std::vector<naming::Name> roots;
+    for (const auto& s : pool.list())
+        if (s.typed && s.typed->kind() == naming::Kind::Root) roots.push_back(*s.typed);
+    if (given) {
+        for (const auto& r : roots)
+            if (r.id() == *given) return r;
+        throw Error("", "", "no such root instance in the pool", Fault::NotFound);
+    }
+    if (target)
+        if (const auto st = status(pool, *target); st.booted) return naming::Name::parse(st.booted->root);
+    if (roots.size() != 1)
+        throw Error("", "", roots.empty() ? "the pool has no root instance" : "the pool has several root instances: name one",
+                    Fault::InvalidInput);
+    return roots.front();
+}
+
 void boot_once(const pool::Pool& pool, const BootTarget& target, std::string_view id) {
     with_context("boot once", id, [&] {
         locate(pool, target, id);

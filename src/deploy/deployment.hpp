@@ -75,6 +75,13 @@ struct Status {
 // and mount.usrflags= subvolumes), else from the mount table: / and /usr mounted from this pool.
 Status status(const pool::Pool& pool, const BootTarget& target);
 
+// The root a command means: `given` (a full name, or an instance name like "web"), else the booted
+// root, else the pool's only one. A full name comes back as parsed, for the command to check.
+// Errors carry no context: "no such root instance in the pool" (NotFound), "the pool has no root
+// instance" / "the pool has several root instances: name one" (InvalidInput). Without a target
+// (no $BOOT on this host) the booted root is not looked for.
+naming::Name choose_root(const pool::Pool& pool, const BootTarget* target, const std::optional<std::string>& given);
+
 // Makes the deployment `id` the default of its root (its usr must still exist).
 Deployment set_default(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, std::string_view id);
 

@@ -47,23 +47,6 @@ uint64_t tree_bytes(const fs::path& dir) {
 }
 
 
-naming::Name choose_root(const pool::Pool& pool, const deploy::BootTarget& target, const std::optional<std::string>& given) {
-    std::vector<naming::Name> roots;
-    for (const auto& s : pool.list())
-        if (s.typed && s.typed->kind() == naming::Kind::Root) roots.push_back(*s.typed);
-    if (given) {
-        for (const auto& r : roots)
-            if (r.str() == *given || r.id() == *given) return r;
-        throw Error("update", *given, "no such root instance in the pool", Fault::NotFound);
-    }
-    if (const auto st = deploy::status(pool, target); st.booted) return naming::Name::parse(st.booted->root);
-    if (roots.size() != 1)
-        throw Error("update", pool.path().string(),
-                    roots.empty() ? "the pool has no root instance" : "the pool has several root instances: name one",
-                    Fault::InvalidInput);
-    return roots.front();
-}
-
 std::pair<std::string, config::RemoteSettings> choose_remote(const config::Config& config,
                                                              const std::optional<std::string>& given) {
     const std::string name = given ? *given : config.update.remote;
@@ -318,7 +301,12 @@ void check_space(const Plan& plan) {
 
 UpdateReport update(const pool::Pool& pool, const pool::Lock& lock, const deploy::BootTarget& target,
                     const config::Config& config, const UpdateOptions& options) {
-    const auto root = choose_root(pool, target, options.root);
+    const auto root = with_context("update", options.root.value_or(pool.path().string()), [&] {
+        const auto r = deploy::choose_root(pool, &target, options.root);
+        if (r.kind() != naming::Kind::Root || !pool.find(r.str()))
+            throw Error("", "", "no such root instance in the pool", Fault::NotFound);
+        return r;
+    });
     return with_context("update", root.str(), [&] {
         UpdateReport report;
         if (const auto journal = read_journal(pool); journal && journal->value("step", "") != "done")

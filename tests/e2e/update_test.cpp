@@ -230,6 +230,9 @@ TEST_CASE("a repository for another arch has nothing for this root") {
     require_ok(w.publish("usr:" + vendor + ":aarch64:1"));
     test::check_one_line_error(w.client({"update"}), 3,
                                "update '" + root + "': update from 'vendor': it publishes no usr for " + vendor + " on x86_64");
+    test::check_one_line_error(w.client({"update", "nope"}), 3, "update 'nope': no such root instance in the pool");
+    test::check_one_line_error(w.client({"update", "root:nope:" + vendor + ":x86_64"}), 3,
+                               "update 'root:nope:" + vendor + ":x86_64': no such root instance in the pool");
 }
 
 TEST_CASE("an interrupted download resumes where it stopped") {
