@@ -10,18 +10,52 @@
 #include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <thread>
 
-#include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
+#include "base/shared_library.hpp"
 
 namespace strata::repo {
 namespace {
 
-using Easy = CHandle<CURL, curl_easy_cleanup>;
-using HeaderList = CHandle<curl_slist, curl_slist_free_all>;
+// libcurl, opened on first use (see base/shared_library.hpp), its global state set up once per
+// process: a function-local static is initialised exactly once even with concurrent callers, and
+// curl_global_init is not thread-safe before 7.84 on its own.
+struct LibCurl {
+    SharedLibrary library{"libcurl.so.4"};
+    STRATA_IMPORT(library, curl_global_init);
+    STRATA_IMPORT(library, curl_version_info);
+    STRATA_IMPORT(library, curl_easy_init);
+    STRATA_IMPORT(library, curl_easy_cleanup);
+    STRATA_IMPORT(library, curl_easy_setopt);
+    STRATA_IMPORT(library, curl_easy_perform);
+    STRATA_IMPORT(library, curl_easy_getinfo);
+    STRATA_IMPORT(library, curl_easy_strerror);
+    STRATA_IMPORT(library, curl_slist_append);
+    STRATA_IMPORT(library, curl_slist_free_all);
+
+    LibCurl() {
+        const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (rc != CURLE_OK) throw Error("initialize", "libcurl", curl_easy_strerror(rc));
+    }
+};
+
+const LibCurl& libcurl() {
+    static const LibCurl api;
+    return api;
+}
+
+struct EasyCleanup {
+    void operator()(CURL* easy) const noexcept { libcurl().curl_easy_cleanup(easy); }
+};
+struct HeaderListFree {
+    void operator()(curl_slist* list) const noexcept { libcurl().curl_slist_free_all(list); }
+};
+using Easy = std::unique_ptr<CURL, EasyCleanup>;
+using HeaderList = std::unique_ptr<curl_slist, HeaderListFree>;
 
 // Redirects are capped so a misconfigured server cannot keep a client busy forever.
 constexpr long max_redirects = 8;
@@ -29,14 +63,6 @@ constexpr long max_redirects = 8;
 // strata read local files (curl forbids that by default; this says it where it is relied on).
 constexpr const char* allowed_protocols = "http,https,file";
 constexpr const char* allowed_redirect_protocols = "http,https";
-
-// libcurl's global state is set up once per process. A function-local static is initialised
-// exactly once even with concurrent callers, and curl_global_init is not thread-safe before
-// 7.84 on its own.
-void init_curl() {
-    static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (rc != CURLE_OK) throw Error("initialize", "libcurl", curl_easy_strerror(rc));
-}
 
 // One call of fetch_text or fetch_to_file: the easy handle (reused by every attempt, so a retry
 // keeps a connection that survived), the destination and the state the callbacks share.
@@ -68,20 +94,20 @@ struct Transfer {
     // By the URL the response came from, which a redirect may have changed.
     bool is_http() const {
         const char* scheme = nullptr;
-        curl_easy_getinfo(easy.get(), CURLINFO_SCHEME, &scheme);
+        libcurl().curl_easy_getinfo(easy.get(), CURLINFO_SCHEME, &scheme);
         return scheme && ::strncasecmp(scheme, "http", 4) == 0;
     }
     long status() const {
         long code = 0;
-        curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &code);
+        libcurl().curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &code);
         return code;
     }
 };
 
 template <class T>
 void set(const Transfer& t, CURLoption option, T value) {
-    const CURLcode rc = curl_easy_setopt(t.easy.get(), option, value);
-    if (rc != CURLE_OK) throw Error("set up transfer of", t.url, curl_easy_strerror(rc));
+    const CURLcode rc = libcurl().curl_easy_setopt(t.easy.get(), option, value);
+    if (rc != CURLE_OK) throw Error("set up transfer of", t.url, libcurl().curl_easy_strerror(rc));
 }
 
 // Checks made once per response, before the first body byte is kept: the server answered the
@@ -90,7 +116,7 @@ void set(const Transfer& t, CURLoption option, T value) {
 void begin_body(Transfer& t) {
     t.body_started = true;
     curl_off_t length = -1;
-    curl_easy_getinfo(t.easy.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    libcurl().curl_easy_getinfo(t.easy.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     if (t.text) {
         if (length >= 0 && static_cast<uint64_t>(length) > t.max_bytes)
             throw Error("fetch", t.url,
@@ -165,8 +191,7 @@ int on_progress(void* user, curl_off_t download_total, curl_off_t, curl_off_t, c
 }
 
 void set_up(Transfer& t) {
-    init_curl();
-    t.easy.reset(curl_easy_init());
+    t.easy.reset(libcurl().curl_easy_init());
     if (!t.easy) throw Error("fetch", t.url, "cannot create a libcurl handle");
     set(t, CURLOPT_URL, t.url.c_str());
     set(t, CURLOPT_ERRORBUFFER, t.error_text);
@@ -190,7 +215,7 @@ void set_up(Transfer& t) {
     // the D-Bus service's threads too.
     set(t, CURLOPT_NOSIGNAL, 1L);
     set(t, CURLOPT_TCP_KEEPALIVE, 1L);
-    const std::string agent = std::string("strata libcurl/") + curl_version_info(CURLVERSION_NOW)->version;
+    const std::string agent = std::string("strata libcurl/") + libcurl().curl_version_info(CURLVERSION_NOW)->version;
     set(t, CURLOPT_USERAGENT, agent.c_str());  // curl keeps a copy
     // No CURLOPT_PROXY / CURLOPT_NOPROXY: libcurl then takes http_proxy, https_proxy, ALL_PROXY
     // and no_proxy from the environment, which is what administrators expect.
@@ -230,7 +255,7 @@ std::chrono::milliseconds backoff(const Transfer& t, unsigned failures) {
     for (unsigned i = 1; i < failures && delay < t.options.max_backoff; ++i) delay *= 2;
     // A server that says when to come back (429, 503) is believed, within the same cap.
     curl_off_t retry_after = 0;
-    if (curl_easy_getinfo(t.easy.get(), CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
+    if (libcurl().curl_easy_getinfo(t.easy.get(), CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
         delay = std::max<std::chrono::milliseconds>(delay, std::chrono::seconds(retry_after));
     return std::min(delay, t.options.max_backoff);
 }
@@ -242,12 +267,12 @@ std::string describe(const Transfer& t, CURLcode rc, long status) {
     long redirects = 0;
     const char* last_url = nullptr;
     if (rc == CURLE_UNSUPPORTED_PROTOCOL &&
-        curl_easy_getinfo(t.easy.get(), CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK && redirects > 0 &&
-        curl_easy_getinfo(t.easy.get(), CURLINFO_EFFECTIVE_URL, &last_url) == CURLE_OK && last_url)
+        libcurl().curl_easy_getinfo(t.easy.get(), CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK && redirects > 0 &&
+        libcurl().curl_easy_getinfo(t.easy.get(), CURLINFO_EFFECTIVE_URL, &last_url) == CURLE_OK && last_url)
         return std::string("redirected to '") + last_url +
                "', but redirects may only lead to http:// and https://";
     if (t.error_text[0] != '\0') return t.error_text;
-    return curl_easy_strerror(rc);
+    return libcurl().curl_easy_strerror(rc);
 }
 
 // Runs attempts until one completes. before_attempt readies the destination and returns the
@@ -265,7 +290,7 @@ unsigned run(Transfer& t, Before before_attempt, RangeIgnored on_range_ignored) 
         t.error_text[0] = '\0';
         set(t, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(t.start));
         ++attempts;
-        const CURLcode rc = curl_easy_perform(t.easy.get());
+        const CURLcode rc = libcurl().curl_easy_perform(t.easy.get());
         if (t.failure) std::rethrow_exception(std::exchange(t.failure, nullptr));
         if (rc == CURLE_OK && !t.range_ignored) return attempts;
         if (t.range_ignored || rc == CURLE_RANGE_ERROR) {
@@ -314,7 +339,7 @@ std::string fetch_text(const std::string& url, size_t max_bytes, const FetchOpti
     // The index and its signature change in place: a caching proxy must ask the origin, or a
     // client would not see a new version for as long as the proxy likes. (Streams are
     // immutable per name; caching them is welcome.)
-    t.headers.reset(curl_slist_append(nullptr, "Cache-Control: no-cache"));
+    t.headers.reset(libcurl().curl_slist_append(nullptr, "Cache-Control: no-cache"));
     if (!t.headers) throw Error("fetch", url, "cannot build request headers");
     set(t, CURLOPT_HTTPHEADER, t.headers.get());
     run(

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -26,16 +27,75 @@
 #include <unordered_set>
 #include <vector>
 
-#include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "base/escape.hpp"
 #include "base/fd.hpp"
+#include "base/shared_library.hpp"
 
 namespace strata::vendor {
 namespace {
 
-using ArchiveReader = CHandle<archive, archive_read_free>;
-using ArchiveWriter = CHandle<archive, archive_write_free>;
+// libarchive, opened on first use (see base/shared_library.hpp): only tar imports need it.
+struct LibArchive {
+    SharedLibrary library{"libarchive.so.13"};
+    STRATA_IMPORT(library, archive_entry_acl_clear);
+    STRATA_IMPORT(library, archive_entry_acl_next);
+    STRATA_IMPORT(library, archive_entry_acl_reset);
+    STRATA_IMPORT(library, archive_entry_acl_types);
+    STRATA_IMPORT(library, archive_entry_atime);
+    STRATA_IMPORT(library, archive_entry_atime_is_set);
+    STRATA_IMPORT(library, archive_entry_atime_nsec);
+    STRATA_IMPORT(library, archive_entry_fflags);
+    STRATA_IMPORT(library, archive_entry_filetype);
+    STRATA_IMPORT(library, archive_entry_hardlink);
+    STRATA_IMPORT(library, archive_entry_mtime);
+    STRATA_IMPORT(library, archive_entry_mtime_is_set);
+    STRATA_IMPORT(library, archive_entry_mtime_nsec);
+    STRATA_IMPORT(library, archive_entry_pathname);
+    STRATA_IMPORT(library, archive_entry_set_fflags);
+    STRATA_IMPORT(library, archive_entry_set_hardlink);
+    STRATA_IMPORT(library, archive_entry_set_pathname);
+    STRATA_IMPORT(library, archive_entry_symlink);
+    STRATA_IMPORT(library, archive_entry_xattr_next);
+    STRATA_IMPORT(library, archive_entry_xattr_reset);
+    STRATA_IMPORT(library, archive_errno);
+    STRATA_IMPORT(library, archive_error_string);
+    STRATA_IMPORT(library, archive_filter_bytes);
+    STRATA_IMPORT(library, archive_read_data_block);
+    STRATA_IMPORT(library, archive_read_free);
+    STRATA_IMPORT(library, archive_read_new);
+    STRATA_IMPORT(library, archive_read_next_header);
+    STRATA_IMPORT(library, archive_read_open);
+    STRATA_IMPORT(library, archive_read_support_filter_bzip2);
+    STRATA_IMPORT(library, archive_read_support_filter_gzip);
+    STRATA_IMPORT(library, archive_read_support_filter_lz4);
+    STRATA_IMPORT(library, archive_read_support_filter_lzma);
+    STRATA_IMPORT(library, archive_read_support_filter_xz);
+    STRATA_IMPORT(library, archive_read_support_filter_zstd);
+    STRATA_IMPORT(library, archive_read_support_format_tar);
+    STRATA_IMPORT(library, archive_set_error);
+    STRATA_IMPORT(library, archive_write_close);
+    STRATA_IMPORT(library, archive_write_data_block);
+    STRATA_IMPORT(library, archive_write_disk_new);
+    STRATA_IMPORT(library, archive_write_disk_set_options);
+    STRATA_IMPORT(library, archive_write_finish_entry);
+    STRATA_IMPORT(library, archive_write_free);
+    STRATA_IMPORT(library, archive_write_header);
+};
+
+const LibArchive& libarchive() {
+    static const LibArchive api;
+    return api;
+}
+
+struct ReaderFree {
+    void operator()(archive* a) const noexcept { libarchive().archive_read_free(a); }
+};
+struct WriterFree {
+    void operator()(archive* a) const noexcept { libarchive().archive_write_free(a); }
+};
+using ArchiveReader = std::unique_ptr<archive, ReaderFree>;
+using ArchiveWriter = std::unique_ptr<archive, WriterFree>;
 
 constexpr size_t read_block_size = 1u << 20;
 constexpr uint64_t progress_interval = 1u << 20;
@@ -61,7 +121,7 @@ Fault fault_of(int errnum) {
 // ("Can't create 'x'" becomes "Can't create 'x': No space left on device"). It quotes names from
 // the archive as they are, so control characters are escaped to keep the message on one line.
 std::string archive_message(archive* a) {
-    const char* text = archive_error_string(a);
+    const char* text = libarchive().archive_error_string(a);
     std::string message;
     for (const char* c = text ? text : "unknown libarchive error"; *c; ++c) {
         const auto byte = static_cast<unsigned char>(*c);
@@ -74,7 +134,7 @@ std::string archive_message(archive* a) {
         message += hex[byte >> 4];
         message += hex[byte & 0xf];
     }
-    const int errnum = archive_errno(a);
+    const int errnum = libarchive().archive_errno(a);
     if (fault_of(errnum) == Fault::Failed) {
         const std::string cause = std::strerror(errnum);
         if (message.find(cause) == std::string::npos) message += ": " + cause;
@@ -83,7 +143,7 @@ std::string archive_message(archive* a) {
 }
 
 [[noreturn]] void throw_archive(archive* a, std::string_view operation, std::string_view object) {
-    throw Error(operation, object, archive_message(a), fault_of(archive_errno(a)));
+    throw Error(operation, object, archive_message(a), fault_of(libarchive().archive_errno(a)));
 }
 
 [[noreturn]] void throw_entry(std::string_view entry, std::string_view reason) {
@@ -173,10 +233,10 @@ bool supported_type(mode_t type) {
 // this type.
 std::string kernel_acl(archive_entry* entry, int type, std::string_view name) {
     std::vector<std::tuple<uint16_t, uint32_t, uint16_t>> entries;  // tag, id, perm
-    archive_entry_acl_reset(entry, type);
+    libarchive().archive_entry_acl_reset(entry, type);
     int entry_type = 0, permset = 0, tag = 0, id = 0;
     const char* qualifier = nullptr;
-    while (archive_entry_acl_next(entry, type, &entry_type, &permset, &tag, &id, &qualifier) == ARCHIVE_OK) {
+    while (libarchive().archive_entry_acl_next(entry, type, &entry_type, &permset, &tag, &id, &qualifier) == ARCHIVE_OK) {
         uint16_t kernel_tag = 0;
         switch (tag) {
             case ARCHIVE_ENTRY_ACL_USER_OBJ:
@@ -240,11 +300,11 @@ struct EntryAcl {
 
     static EntryAcl take(archive_entry* entry, std::string_view name) {
         EntryAcl acl;
-        archive_entry_xattr_reset(entry);
+        libarchive().archive_entry_xattr_reset(entry);
         const char* key = nullptr;
         const void* value = nullptr;
         size_t size = 0;
-        while (archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
+        while (libarchive().archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
             const std::string_view k = key ? key : "";
             const std::string blob(static_cast<const char*>(value), value ? size : 0);
             if (k == "system.posix_acl_access")
@@ -252,13 +312,13 @@ struct EntryAcl {
             else if (k == "system.posix_acl_default")
                 acl.default_acl = blob;
         }
-        if (archive_entry_acl_types(entry) & ARCHIVE_ENTRY_ACL_TYPE_NFS4)
+        if (libarchive().archive_entry_acl_types(entry) & ARCHIVE_ENTRY_ACL_TYPE_NFS4)
             throw_entry(name, "NFSv4 ACLs cannot be stored on Linux");
         if (acl.access.empty()) acl.access = kernel_acl(entry, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, name);
         if (acl.default_acl.empty())
             acl.default_acl = kernel_acl(entry, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, name);
-        archive_entry_acl_clear(entry);
-        if (!acl.default_acl.empty() && archive_entry_filetype(entry) != AE_IFDIR)
+        libarchive().archive_entry_acl_clear(entry);
+        if (!acl.default_acl.empty() && libarchive().archive_entry_filetype(entry) != AE_IFDIR)
             throw_entry(name, "default ACL on a non-directory");
         return acl;
     }
@@ -406,7 +466,7 @@ struct Source {
                 return n;
             }
             if (errno != EINTR) {
-                archive_set_error(a, errno, "read");
+                libarchive().archive_set_error(a, errno, "read");
                 return ARCHIVE_FATAL;
             }
         }
@@ -417,47 +477,48 @@ class Extraction {
 public:
     Extraction(int fd, bool drain, std::optional<uint64_t> total, ProgressChannel& progress)
         : source_{fd}, drain_(drain), total_(total), progress_(progress) {
-        in_.reset(archive_read_new());
-        out_.reset(archive_write_disk_new());
+        in_.reset(libarchive().archive_read_new());
+        out_.reset(libarchive().archive_write_disk_new());
         if (!in_ || !out_) throw Error("set up libarchive", "", ENOMEM);
         // The common compressions only: "filter_all" would also run external programs (lrzip,
         // lzop, grzip) on whatever magic bytes the input starts with. ARCHIVE_WARN means the
         // library was built without one and will run the distribution's own decompressor.
-        for (auto* support : {archive_read_support_filter_gzip, archive_read_support_filter_bzip2,
-                              archive_read_support_filter_xz, archive_read_support_filter_lzma,
-                              archive_read_support_filter_zstd, archive_read_support_filter_lz4})
+        const auto& la = libarchive();
+        for (auto* support : {la.archive_read_support_filter_gzip, la.archive_read_support_filter_bzip2,
+                              la.archive_read_support_filter_xz, la.archive_read_support_filter_lzma,
+                              la.archive_read_support_filter_zstd, la.archive_read_support_filter_lz4})
             if (support(in_.get()) < ARCHIVE_WARN) throw_archive(in_.get(), "set up libarchive", "");
-        if (archive_read_support_format_tar(in_.get()) != ARCHIVE_OK)
+        if (libarchive().archive_read_support_format_tar(in_.get()) != ARCHIVE_OK)
             throw_archive(in_.get(), "set up libarchive", "");
         // No archive_write_disk_set_standard_lookup: ids stay numeric.
-        if (archive_write_disk_set_options(out_.get(), disk_flags) != ARCHIVE_OK)
+        if (libarchive().archive_write_disk_set_options(out_.get(), disk_flags) != ARCHIVE_OK)
             throw_archive(out_.get(), "set up libarchive", "");
-        if (archive_read_open(in_.get(), &source_, nullptr, Source::read, nullptr) != ARCHIVE_OK)
-            throw Error("", "", archive_message(in_.get()), fault_of(archive_errno(in_.get())));
+        if (libarchive().archive_read_open(in_.get(), &source_, nullptr, Source::read, nullptr) != ARCHIVE_OK)
+            throw Error("", "", archive_message(in_.get()), fault_of(libarchive().archive_errno(in_.get())));
     }
 
     void run() {
         for (;;) {
             archive_entry* entry = nullptr;
-            const la_int64_t before = archive_filter_bytes(in_.get(), 0);
-            const int r = archive_read_next_header(in_.get(), &entry);
+            const la_int64_t before = libarchive().archive_filter_bytes(in_.get(), 0);
+            const int r = libarchive().archive_read_next_header(in_.get(), &entry);
             if (r == ARCHIVE_EOF) {
                 // libarchive also ends quietly where the input ends between two entries, as a
                 // download cut at the wrong moment would. Only a zero block (at least 512 bytes
                 // past the previous entry's data and padding) marks a complete archive.
-                if (archive_filter_bytes(in_.get(), 0) - before < 512) throw_truncated();
+                if (libarchive().archive_filter_bytes(in_.get(), 0) - before < 512) throw_truncated();
                 break;
             }
             if (r != ARCHIVE_OK) {
                 if (last_entry_.empty())
-                    throw Error("", "", archive_message(in_.get()), fault_of(archive_errno(in_.get())));
+                    throw Error("", "", archive_message(in_.get()), fault_of(libarchive().archive_errno(in_.get())));
                 throw_archive(in_.get(), "header after tar entry", last_entry_);
             }
             extract(entry);
             report(false);
         }
         // Deferred modes and times of the directories libarchive created are applied here.
-        if (archive_write_close(out_.get()) != ARCHIVE_OK) throw_archive(out_.get(), "finish", "");
+        if (libarchive().archive_write_close(out_.get()) != ARCHIVE_OK) throw_archive(out_.get(), "finish", "");
         for (const auto& fixup : dirs_) fixup.apply();
         if (drain_) drain();
         report(true);
@@ -465,14 +526,14 @@ public:
 
 private:
     void extract(archive_entry* entry) {
-        const char* raw_name = archive_entry_pathname(entry);
+        const char* raw_name = libarchive().archive_entry_pathname(entry);
         const std::string name = raw_name ? raw_name : "";
         const std::string path = relative_path(name, raw_name);
         seen_.check_new(name, path);
 
-        const char* raw_target = archive_entry_hardlink(entry);
+        const char* raw_target = libarchive().archive_entry_hardlink(entry);
         const bool hardlink = raw_target != nullptr;
-        const mode_t type = archive_entry_filetype(entry);
+        const mode_t type = libarchive().archive_entry_filetype(entry);
         std::string target;
         if (hardlink) {
             target = relative_path(name, raw_target, "hardlink target");
@@ -480,7 +541,7 @@ private:
         } else if (!supported_type(type)) {
             throw_entry(name, type == AE_IFSOCK ? "sockets are not supported" : "unsupported entry type");
         } else if (type == AE_IFLNK) {
-            const char* link = archive_entry_symlink(entry);
+            const char* link = libarchive().archive_entry_symlink(entry);
             if (!link || !*link) throw_entry(name, "empty symlink target");
         }
         const bool directory = !hardlink && type == AE_IFDIR;
@@ -488,18 +549,18 @@ private:
         const EntryAcl acl = EntryAcl::take(entry, name);
         unsigned long flags_set = 0, flags_clear = 0;
         if (directory) {
-            archive_entry_fflags(entry, &flags_set, &flags_clear);
-            archive_entry_set_fflags(entry, 0, 0);
+            libarchive().archive_entry_fflags(entry, &flags_set, &flags_clear);
+            libarchive().archive_entry_set_fflags(entry, 0, 0);
         }
 
-        archive_entry_set_pathname(entry, path.empty() ? "." : path.c_str());
-        if (hardlink) archive_entry_set_hardlink(entry, target.c_str());
+        libarchive().archive_entry_set_pathname(entry, path.empty() ? "." : path.c_str());
+        if (hardlink) libarchive().archive_entry_set_hardlink(entry, target.c_str());
         last_entry_ = name;
 
-        if (archive_write_header(out_.get(), entry) != ARCHIVE_OK)
+        if (libarchive().archive_write_header(out_.get(), entry) != ARCHIVE_OK)
             throw_archive(out_.get(), "tar entry", name);
         copy_data(name);
-        if (archive_write_finish_entry(out_.get()) != ARCHIVE_OK)
+        if (libarchive().archive_write_finish_entry(out_.get()) != ARCHIVE_OK)
             throw_archive(out_.get(), "tar entry", name);
         seen_.add(path, type, target);
 
@@ -507,10 +568,10 @@ private:
             dirs_.push_back({name,
                              path,
                              acl,
-                             {entry_time(archive_entry_atime_is_set(entry), archive_entry_atime(entry),
-                                         archive_entry_atime_nsec(entry)),
-                              entry_time(archive_entry_mtime_is_set(entry), archive_entry_mtime(entry),
-                                         archive_entry_mtime_nsec(entry))},
+                             {entry_time(libarchive().archive_entry_atime_is_set(entry), libarchive().archive_entry_atime(entry),
+                                         libarchive().archive_entry_atime_nsec(entry)),
+                              entry_time(libarchive().archive_entry_mtime_is_set(entry), libarchive().archive_entry_mtime(entry),
+                                         libarchive().archive_entry_mtime_nsec(entry))},
                              flags_set,
                              flags_clear});
         } else if (!acl.empty()) {
@@ -532,10 +593,10 @@ private:
             const void* data = nullptr;
             size_t size = 0;
             la_int64_t offset = 0;
-            const int r = archive_read_data_block(in_.get(), &data, &size, &offset);
+            const int r = libarchive().archive_read_data_block(in_.get(), &data, &size, &offset);
             if (r == ARCHIVE_EOF) return;
             if (r != ARCHIVE_OK) throw_archive(in_.get(), "tar entry", name);
-            if (archive_write_data_block(out_.get(), data, size, offset) != ARCHIVE_OK)
+            if (libarchive().archive_write_data_block(out_.get(), data, size, offset) != ARCHIVE_OK)
                 throw_archive(out_.get(), "tar entry", name);
             report(false);
         }
