@@ -8,6 +8,9 @@
 #include "base/fd.hpp"
 #include "base/lock.hpp"
 #include "base/process.hpp"
+#include "base/shared_library.hpp"
+
+#include <unistd.h>
 
 using namespace strata;
 using namespace std::chrono_literals;
@@ -95,4 +98,20 @@ TEST_CASE("write_file_atomic replaces content whole and leaves no temporary file
         CHECK(std::string(e.what()).find("pool is busy") != std::string::npos);
     }
     std::filesystem::remove_all(tmpl);
+}
+
+TEST_CASE("a shared library opened at run time gives typed functions, or says what is missing") {
+    const SharedLibrary libc("libc.so.6");
+    CHECK(libc.function<decltype(::getpid)>("getpid")() == ::getpid());
+
+    struct LibC {
+        SharedLibrary library{"libc.so.6"};
+        STRATA_IMPORT(library, getppid);
+    };
+    CHECK(LibC{}.getppid() == ::getppid());
+
+    CHECK_THROWS_WITH_AS(libc.address("strata_no_such_function"),
+                         doctest::Contains("load symbol 'libc.so.6:strata_no_such_function'"), Error);
+    CHECK_THROWS_WITH_AS(SharedLibrary("libstrata-no-such-library.so.9"),
+                         doctest::Contains("load library 'libstrata-no-such-library.so.9'"), Error);
 }
