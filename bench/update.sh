@@ -134,6 +134,7 @@ strata --pool "$work/client" --boot-dir "$boot" deploy "root:web:$vendor:$arch" 
 cold
 t0=$(now)
 strata --pool "$work/client" --boot-dir "$boot" update >/dev/null
+sync
 update_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 
 # --- peer: the same delta applied by hand on a pool holding the same v3 ---
@@ -141,6 +142,7 @@ zstd -dc "$repo_dir/$payload_full3" | btrfs receive -q "$work/raw" >/dev/null
 cold
 t0=$(now)
 zstd -dc "$repo_dir/$payload_delta4" | btrfs receive -q "$work/raw" >/dev/null
+sync
 receive_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 
 printf '%-24s %10s %10s %7s %8s  %s\n' name strata peer ratio goal result

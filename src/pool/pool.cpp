@@ -168,11 +168,4 @@ Scratch Pool::scratch(const Lock&) const {
     return Scratch(std::move(area), entry, std::move(subvolume));
 }
 
-Fd Pool::spool_file(const Lock&) const {
-    const Dir area = staging();
-    Fd fd(::openat(area.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
-    if (!fd) throw_errno("create spool file in", area.path().string());
-    return fd;
-}
-
 }  // namespace strata::pool

@@ -79,9 +79,6 @@ public:
     void require_absent(const naming::Name& target, OnConflict on_conflict) const;
     // A subvolume for intermediate work, deleted when the guard goes.
     Scratch scratch(const Lock& lock) const;
-    // An unnamed file in staging (O_TMPFILE) for spooling input: it vanishes when closed, also
-    // after a crash, and lives on the pool's filesystem.
-    Fd spool_file(const Lock& lock) const;
 
 private:
     explicit Pool(Dir top) : top_(std::move(top)) {}

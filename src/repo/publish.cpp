@@ -237,28 +237,22 @@ Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::S
     const auto base = std::string(base_name(w.file));
     const bool existed = payloads.stat(base).has_value();
     AtomicFile out(payloads, base);
-    uint64_t stream_bytes = 0;
     vendor::ExportOptions export_options;
     if (w.parent) export_options.parent = w.parent->name;
     export_options.compression = vendor::Compression::Zstd;
-    // The exporter reports the uncompressed bytes it has read from `btrfs send` as "send"
-    // progress; the last report is the stream's size, which the index records.
-    export_options.progress = [&](const Progress& p) {
-        if (p.phase == "send") stream_bytes = p.bytes;
-        if (options.progress) options.progress(p);
-    };
+    export_options.progress = options.progress;
+    sign::Sha256 digest;
+    export_options.observe_output = [&](std::string_view data) { digest.update(data); };
     const auto result = vendor::export_stream(pool, tree.name, export_options, out.fd());
-    const Fd written(::open(out.temp_path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!written) throw_errno("open", out.temp_path());
     Payload p;
     p.kind = std::string(send_stream_kind);
     p.compression = "zstd";
     p.file = w.file;
     if (w.parent)
         p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
-    p.size = stream_bytes;
+    p.size = result.stream_bytes;
     p.compressed_size = result.bytes;
-    p.sha256 = sign::sha256_of_fd(written.get(), out.temp_path());
+    p.sha256 = digest.hex_digest();
     out.commit();
     if (!existed) created.add(base);
     return p;

@@ -1,8 +1,8 @@
 #pragma once
 // strata's own reader for btrfs send streams (what `btrfs send` writes and `btrfs receive`
 // applies). `btrfs receive` trusts its input: it skips unknown commands and joins every path it
-// is given, '..' included, to the target directory. So strata validates the whole of an untrusted
-// stream with this reader before a single byte of it reaches `btrfs receive`. docs/send-stream.md
+// is given, '..' included, to the target directory. So strata passes an untrusted stream through
+// this reader and lets `btrfs receive` have no command that the reader has not checked whole. docs/send-stream.md
 // describes the format and every check; in short:
 //
 //   stream   = header command* ; the first command is subvol or snapshot, the last is end
@@ -75,6 +75,11 @@ public:
     StreamSummary finish();
 
     uint64_t bytes_fed() const noexcept { return summary_.total_bytes; }
+    // What the commands checked so far have shown: once the first command is through, the sent
+    // subvolume and parent; the clone sources as they appear. A caller that forwards the bytes it
+    // fed checks these before forwarding (a command is only recorded once it is complete and
+    // valid, and a receiver cannot act on the incomplete command that may end a piece).
+    const StreamSummary& seen() const noexcept { return summary_; }
 
 private:
     enum class Phase { StreamHeader, CommandHeader, CommandPayload, Ended, Failed };

@@ -64,6 +64,7 @@ ExportResult export_stream(const pool::Pool& pool, std::string_view name, const 
         ExportResult result{tree.name, parent ? std::optional(parent->name) : std::nullopt, 0};
         auto write_out = [&](std::string_view data) {
             write_all(out_fd, data, "stream output");
+            if (options.observe_output) options.observe_output(data);
             result.bytes += data.size();
         };
         std::optional<ZstdEncoder> encoder;
@@ -79,6 +80,7 @@ ExportResult export_stream(const pool::Pool& pool, std::string_view name, const 
         }
         child.wait_checked();
         if (encoder) encoder->finish(write_out);
+        result.stream_bytes = sent;
         return result;
     });
 }

@@ -47,10 +47,10 @@ ImportResult import_tar(const pool::Pool& pool, const pool::Lock& lock, const na
                         const std::filesystem::path& source, const ImportOptions& options = {});
 
 // Applies a `btrfs send` stream (v1 or v2, full or incremental, optionally zstd-compressed;
-// "-" is standard input). The whole stream is validated by stream/send_stream.hpp before
-// `btrfs receive` sees a byte; input that cannot be read twice (a pipe, compressed data) is
-// spooled to an unnamed file in the pool first. The parent of an incremental stream is looked
-// up by received_uuid, then uuid. The stream's own subvolume name is ignored: `name` wins.
+// "-" is standard input), read once. Every command is checked by stream/send_stream.hpp, and the
+// parent and clone sources it names are looked up (received_uuid, then uuid; read-only vendor
+// trees only), before `btrfs receive` gets it; an invalid stream leaves nothing but staging,
+// which is deleted. The stream's own subvolume name is ignored: `name` wins.
 ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name,
                            const std::filesystem::path& source, const ImportOptions& options = {});
 

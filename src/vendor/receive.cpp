@@ -1,13 +1,14 @@
-// import_stream: validate the whole send stream, then let `btrfs receive` apply it in staging.
+// import_stream: one pass over a send stream, each command checked before `btrfs receive` in
+// staging gets it.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
-#include <vector>
 
 #include "base/error.hpp"
 #include "base/process.hpp"
@@ -27,9 +28,7 @@ std::span<const std::byte> bytes(std::string_view data) { return std::as_bytes(s
 struct Input {
     Fd fd;
     std::string label;
-    bool seekable = false;          // a regular file: it can be read a second time
-    bool root_only = false;         // ... which nobody but root can change
-    std::optional<uint64_t> size;
+    std::optional<uint64_t> size;  // a regular file's, for progress
 };
 
 Input open_input(const std::filesystem::path& source) {
@@ -45,48 +44,8 @@ Input open_input(const std::filesystem::path& source) {
     struct stat st {};
     check_errno(::fstat(in.fd.get(), &st), "stat", in.label);
     if (S_ISDIR(st.st_mode)) throw Error("read", in.label, "is a directory", Fault::InvalidInput);
-    in.seekable = S_ISREG(st.st_mode);
-    in.root_only = in.seekable && st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
-    if (in.seekable) in.size = static_cast<uint64_t>(st.st_size);
+    if (S_ISREG(st.st_mode)) in.size = static_cast<uint64_t>(st.st_size);
     return in;
-}
-
-// The stream as validated, ready to be read again from offset 0 of `data`.
-struct Validated {
-    Fd spool;                 // set when the input had to be copied (pipe, compressed)
-    int data = -1;            // the input itself or the spool
-    bool unchangeable = false;  // nobody else can change data: our spool or a root-only file
-    stream::StreamSummary summary;
-};
-
-// First pass: every byte goes through the validator; nothing reaches btrfs receive yet.
-Validated validate_input(const pool::Pool& pool, const pool::Lock& lock, Input& in, const ProgressFn& progress) {
-    std::string buffer(chunk_size, '\0');
-    size_t n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
-    const bool compressed = looks_like_zstd(std::string_view(buffer.data(), n));
-    Validated v;
-    if (!in.seekable || compressed) v.spool = pool.spool_file(lock);
-    v.data = v.spool ? v.spool.get() : in.fd.get();
-    v.unchangeable = v.spool || in.root_only;
-
-    stream::StreamValidator validator;
-    ZstdDecoder decoder;
-    auto accept = [&](std::string_view data) {
-        validator.feed(bytes(data));
-        if (v.spool) write_all(v.spool.get(), data, "spool file in staging");
-    };
-    uint64_t consumed = 0;
-    while (n > 0) {
-        const std::string_view data(buffer.data(), n);
-        if (compressed) decoder.feed(data, accept);
-        else accept(data);
-        consumed += n;
-        if (progress) progress({"validate", consumed, in.size});
-        n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
-    }
-    if (compressed) decoder.finish();
-    v.summary = validator.finish();
-    return v;
 }
 
 // As btrfs receive looks them up: a subvolume received from the one the stream names, else that
@@ -102,49 +61,57 @@ std::optional<pool::Subvolume> find_sent(const pool::Pool& pool, const btrfs::Uu
     return found;
 }
 
-std::optional<pool::Subvolume> find_parent(const pool::Pool& pool, const stream::StreamSummary& summary) {
-    for (const auto& source : summary.clone_sources) {
-        const bool own = source == summary.subvolume.uuid || (summary.parent && source == summary.parent->uuid);
-        if (!own && !find_sent(pool, source))
-            throw Error("", "",
-                        "stream clones data from subvolume " + btrfs::format_uuid(source) + ", which is not in the pool",
-                        Fault::NotFound);
+// What a stream may refer to, checked as the commands that name it arrive: its parent (named by
+// the first command) must be in the pool, its clone sources must be itself, that parent, or
+// read-only vendor trees of the pool.
+class References {
+public:
+    explicit References(const pool::Pool& pool) : pool_(pool) {}
+
+    void check(const stream::StreamSummary& seen) {
+        if (seen.command_count == 0) return;
+        if (!first_checked_) {
+            first_checked_ = true;
+            if (seen.parent) {
+                parent_ = find_sent(pool_, seen.parent->uuid);
+                if (!parent_)
+                    throw Error("", "",
+                                "incremental stream needs parent subvolume " + btrfs::format_uuid(seen.parent->uuid) +
+                                    ", which is not in the pool: import that version first",
+                                Fault::NotFound);
+            }
+        }
+        for (const auto& source : seen.clone_sources) {
+            if (!checked_sources_.insert(source).second) continue;
+            const bool own = source == seen.subvolume.uuid || (seen.parent && source == seen.parent->uuid);
+            if (!own && !find_sent(pool_, source))
+                throw Error("", "",
+                            "stream clones data from subvolume " + btrfs::format_uuid(source) +
+                                ", which is not in the pool",
+                            Fault::NotFound);
+        }
     }
-    if (!summary.parent) return std::nullopt;
-    auto parent = find_sent(pool, summary.parent->uuid);
-    if (!parent)
-        throw Error("", "",
-                    "incremental stream needs parent subvolume " + btrfs::format_uuid(summary.parent->uuid) +
-                        ", which is not in the pool: import that version first",
-                    Fault::NotFound);
-    return parent;
-}
 
-// Where btrfs receive is in the stream: the offset of its standard input.
-std::optional<uint64_t> input_position(pid_t pid) {
-    std::ifstream info("/proc/" + std::to_string(pid) + "/fdinfo/0");
-    std::string key;
-    uint64_t value = 0;
-    while (info >> key >> value)
-        if (key == "pos:") return value;
-    return std::nullopt;
-}
+    const std::optional<pool::Subvolume>& parent() const { return parent_; }
 
-// Second pass, for data nobody else can change: btrfs receive reads the validated file itself
-// (no copy through strata), confined by --chroot to a private directory in staging.
-void apply_unchangeable(const Validated& v, const Dir& into, const ProgressFn& progress) {
-    check_errno(static_cast<int>(::lseek(v.data, 0, SEEK_SET)), "rewind", "validated stream");
-    auto child = ChildProcess::spawn({"btrfs", "receive", "--chroot", "-e", into.path().string()}, v.data, -1);
-    while (!child.try_wait(std::chrono::milliseconds(200)))
-        if (progress)
-            if (const auto pos = input_position(child.pid())) progress({"receive", *pos, v.summary.total_bytes});
-    child.wait_checked();
-}
+private:
+    const pool::Pool& pool_;
+    bool first_checked_ = false;
+    std::optional<pool::Subvolume> parent_;
+    std::set<stream::Uuid> checked_sources_;
+};
 
-// Second pass, for a file others could write to meanwhile: the bytes are fed to btrfs receive
-// through a validator again, so a change between the passes is caught; what was received then
-// stays in staging and is deleted.
-void apply_revalidated(const Validated& v, const Dir& into, const ProgressFn& progress) {
+// One pass over the input: it is decompressed if need be, every piece goes through the
+// validator, the references it revealed are checked, and only then is the piece sent to
+// `btrfs receive` (confined by --chroot to a private directory in staging). So receive never gets
+// a command strata has not checked whole, and nothing is spooled. A stream found invalid later
+// leaves what receive made in staging, which is deleted; it never gets a name.
+struct Received {
+    stream::StreamSummary summary;
+    std::optional<pool::Subvolume> parent;
+};
+
+Received receive_checked(const pool::Pool& pool, Input& in, const Dir& into, const ProgressFn& progress) {
     int sockets[2];
     // A socket, not a pipe: send(MSG_NOSIGNAL) reports a dead receiver as EPIPE instead of
     // killing this process with SIGPIPE, so its error message can be read.
@@ -155,18 +122,11 @@ void apply_revalidated(const Validated& v, const Dir& into, const ProgressFn& pr
     theirs = Fd();
 
     stream::StreamValidator validator;
-    std::string buffer(chunk_size, '\0');
-    uint64_t offset = 0;
+    References references(pool);
     bool receiver_gone = false;
-    for (;;) {
-        const ssize_t n = ::pread(v.data, buffer.data(), buffer.size(), static_cast<off_t>(offset));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("read", "validated stream");
-        }
-        if (n == 0) break;
-        std::string_view data(buffer.data(), static_cast<size_t>(n));
-        validator.feed(bytes(data));
+    auto forward = [&](std::string_view data) {
+        with_context("validate stream", in.label, [&] { validator.feed(bytes(data)); });
+        references.check(validator.seen());
         while (!data.empty() && !receiver_gone) {
             const ssize_t sent = ::send(ours.get(), data.data(), data.size(), MSG_NOSIGNAL);
             if (sent < 0 && errno == EINTR) continue;
@@ -174,17 +134,31 @@ void apply_revalidated(const Validated& v, const Dir& into, const ProgressFn& pr
             else if (sent < 0) throw_errno("write to", "btrfs receive");
             else data.remove_prefix(static_cast<size_t>(sent));
         }
-        if (receiver_gone) break;
-        offset += static_cast<uint64_t>(n);
-        if (progress) progress({"receive", offset, v.summary.total_bytes});
+    };
+
+    std::string buffer(chunk_size, '\0');
+    size_t n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
+    const bool compressed = looks_like_zstd(std::string_view(buffer.data(), n));
+    ZstdDecoder decoder;
+    uint64_t consumed = 0;
+    while (n > 0 && !receiver_gone) {
+        const std::string_view data(buffer.data(), n);
+        if (compressed) decoder.feed(data, forward);
+        else forward(data);
+        consumed += n;
+        if (progress) progress({"receive", consumed, in.size});
+        n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
     }
-    ours = Fd();
+    Received received;
+    if (!receiver_gone) {
+        if (compressed) with_context("validate stream", in.label, [&] { decoder.finish(); });
+        received.summary = with_context("validate stream", in.label, [&] { return validator.finish(); });
+    }
+    ours = Fd();  // end of input for receive
     child.wait_checked();
     if (receiver_gone) throw Error("run", "btrfs", "receive stopped reading the stream");
-    const auto again = validator.finish();
-    if (again.total_bytes != v.summary.total_bytes || again.command_count != v.summary.command_count ||
-        again.subvolume.uuid != v.summary.subvolume.uuid)
-        throw Error("read", "stream", "the input changed while it was being imported", Fault::InvalidInput);
+    received.parent = references.parent();
+    return received;
 }
 
 void check_received(const Dir& subvolume, const stream::StreamSummary& summary) {
@@ -203,16 +177,12 @@ ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const
         require_vendor_tree(name);
         pool.require_absent(name, options.on_conflict);
         Input in = open_input(source);
-        const Validated v = with_context("validate stream", in.label, [&] {
-            return validate_input(pool, lock, in, options.progress);
-        });
-        const auto parent = find_parent(pool, v.summary);
+        Received received;
         auto staged = pool.stage_created(lock, name, options.on_conflict, [&](const Dir& into) {
-            if (v.unchangeable) apply_unchangeable(v, into, options.progress);
-            else apply_revalidated(v, into, options.progress);
+            received = receive_checked(pool, in, into, options.progress);
         });
-        check_received(staged.dir(), v.summary);
-        return publish_vendor_tree(pool, staged, parent, "stream");
+        check_received(staged.dir(), received.summary);
+        return publish_vendor_tree(pool, staged, received.parent, "stream");
     });
 }
 

@@ -168,7 +168,7 @@ TEST_CASE("on a terminal, import and export show a progress line") {
     CHECK_MESSAGE(r.out.find("send: ") != std::string::npos, r.out);
     r = on_terminal("import " + v2 + " --from-stream " + stream.string());
     require_ok(r);
-    CHECK_MESSAGE(r.out.find("validate: ") != std::string::npos, r.out);
+    CHECK_MESSAGE(r.out.find("receive: ") != std::string::npos, r.out);
     CHECK_MESSAGE(r.out.find(" of 8.") != std::string::npos, r.out);  // the total is known for a file
     CHECK(r.out.find("Imported '" + v2 + "'.") != std::string::npos);
 }
@@ -280,6 +280,57 @@ TEST_CASE("hostile and broken streams are refused with one line, and the pool is
     r = test::strata_on(b.mountpoint(), {"import", v1, "--from-stream", "/etc/hostname"});
     CHECK(r.exit_status == 2);
     check_unchanged(b.mountpoint(), before);
+}
+
+TEST_CASE("a stream may clone data only from read-only vendor trees of the pool") {
+    test::require_root_and_btrfs();
+    test::ScratchPool a, b;
+    test::TempDir work;
+    // v2 made from v1 with a home's data reflinked into it, sent with the home as a clone source
+    // (`btrfs send -p v1 -c home`): the stream copies extents out of the home, which a vendor
+    // tree must never do.
+    const auto empty = work.path() / "empty";
+    fs::create_directory(empty);
+    require_ok(test::strata_on(a.mountpoint(), {"import", v1, "--from-dir", empty.string()}));
+    const Dir top = Dir::open(a.mountpoint());
+    const std::string home = "home:alice:1000:1000";
+    btrfs::create_subvolume(top, home);
+    REQUIRE(run_process({"dd", "if=/dev/urandom", "of=" + (a.mountpoint() / home / "secret").string(), "bs=1M",
+                         "count=2", "status=none"})
+                .exit_status == 0);
+    REQUIRE(run_process({"btrfs", "-q", "subvolume", "snapshot", (a.mountpoint() / v1).string(),
+                         (a.mountpoint() / "src").string()})
+                .exit_status == 0);
+    REQUIRE(run_process({"cp", "--reflink=always", (a.mountpoint() / home / "secret").string(),
+                         (a.mountpoint() / "src/copy").string()})
+                .exit_status == 0);
+    REQUIRE(run_process({"sync"}).exit_status == 0);
+    btrfs::set_read_only(Dir::open(a.mountpoint() / home), true);
+    btrfs::set_read_only(Dir::open(a.mountpoint() / "src"), true);
+    const auto stream = work.path() / "clones.stream";
+    const auto send = run_process({"btrfs", "send", "-q", "-p", (a.mountpoint() / v1).string(), "-c",
+                                   (a.mountpoint() / home).string(), "-f", stream.string(),
+                                   (a.mountpoint() / "src").string()});
+    REQUIRE_MESSAGE(send.exit_status == 0, send.err);
+    btrfs::set_read_only(Dir::open(a.mountpoint() / home), false);
+    const auto home_uuid = btrfs::format_uuid(btrfs::info(Dir::open(a.mountpoint() / home)).uuid);
+    // b gets v1 by stream, so it has the parent but not the home.
+    const auto v1_stream = work.path() / "v1.stream";
+    require_ok(test::strata_on(a.mountpoint(), {"export", v1, "-o", v1_stream.string()}));
+    require_ok(test::strata_on(b.mountpoint(), {"import", v1, "--from-stream", v1_stream.string()}));
+
+    const auto before_a = test::list_json(a.mountpoint());
+    const auto before_b = test::list_json(b.mountpoint());
+    // On the pool that holds the home: found, and refused for what it is.
+    auto r = test::strata_on(a.mountpoint(), {"import", v2, "--from-stream", stream.string()});
+    test::check_one_line_error(r, 2, "import '" + v2 + "': the stream refers to '" + home +
+                                         "', which is not a read-only vendor tree");
+    check_unchanged(a.mountpoint(), before_a);
+    // Elsewhere: not there at all.
+    r = test::strata_on(b.mountpoint(), {"import", v2, "--from-stream", stream.string()});
+    test::check_one_line_error(r, 3, "import '" + v2 + "': stream clones data from subvolume " + home_uuid +
+                                         ", which is not in the pool");
+    check_unchanged(b.mountpoint(), before_b);
 }
 
 TEST_CASE("hostile tar archives are refused and nothing is created") {
