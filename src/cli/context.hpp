@@ -53,5 +53,6 @@ void register_keygen(CLI::App& app, Context& ctx);
 void register_publish(CLI::App& app, Context& ctx);
 void register_remote(CLI::App& app, Context& ctx);
 void register_update(CLI::App& app, Context& ctx);
+void register_install(CLI::App& app, Context& ctx);
 
 }  // namespace strata::cli

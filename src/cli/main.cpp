@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
     cli::register_publish(app, ctx);
     cli::register_remote(app, ctx);
     cli::register_update(app, ctx);
+    cli::register_install(app, ctx);
 
     try {
         app.parse(argc, argv);
