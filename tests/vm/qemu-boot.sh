@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Boots a disk image under QEMU (TCG: KVM is not usable here) with OVMF, serial console to LOG,
+# no network, and a hard timeout; the guest powers itself off after printing its marker line.
+#   qemu-boot.sh IMAGE VARS LOG [TIMEOUT_S]
+# VARS is this machine's copy of OVMF_VARS.fd (created on first use): it carries the EFI
+# variables (systemd-boot's LoaderEntry*, boot counting) from one boot of IMAGE to the next.
+set -euo pipefail
+image=$1 vars=$2 log=$3 timeout_s=${4:-300}
+code=/usr/share/OVMF/OVMF_CODE.fd
+[ -r "$code" ] || { echo "qemu-boot: $code missing (install ovmf)" >&2; exit 1; }
+[ -e "$vars" ] || cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
+rc=0
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -machine q35 -m 1536 -smp 2 \
+    -drive if=pflash,format=raw,unit=0,readonly=on,file="$code" \
+    -drive if=pflash,format=raw,unit=1,file="$vars" \
+    -drive file="$image",format=raw,if=virtio \
+    -nic none -display none -serial file:"$log" -monitor none -no-reboot </dev/null >"$log.qemu" 2>&1 || rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then echo "qemu-boot: timeout after ${timeout_s}s (see $log)" >&2; exit 124; fi
+exit "$rc"
