@@ -24,12 +24,16 @@ constexpr std::string_view conf_suffix = ".conf";
 
 std::string variable_file(std::string_view name) { return std::string(name) + "-" + std::string(loader_vendor_guid); }
 
-std::string pattern_of(std::string_view id) { return std::string(id) + std::string(conf_suffix); }
+constexpr std::string_view glob_suffix = "[.+]*";
 
-// "<id>.conf" → id; any other value (a glob someone else wrote) as it is.
+std::string pattern_of(std::string_view id) { return std::string(id) + std::string(glob_suffix); }
+
+// "<id>[.+]*" (and "<id>.conf", which strata wrote before) → id; any other value (a glob
+// someone else wrote) as it is.
 std::string id_of(std::string value) {
-    if (value.ends_with(conf_suffix)) {
-        const std::string stem = value.substr(0, value.size() - conf_suffix.size());
+    for (const auto suffix : {glob_suffix, conf_suffix}) {
+        if (!value.ends_with(suffix)) continue;
+        const std::string stem = value.substr(0, value.size() - suffix.size());
         if (valid_entry_id(stem)) return stem;
     }
     return value;

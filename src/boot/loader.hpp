@@ -4,11 +4,11 @@
 //   - LoaderEntryOneShot, an EFI variable, wins once (the loader deletes it when it reads it);
 //   - then LoaderEntryDefault, an EFI variable (what `bootctl set-default` and the menu's 'd' key set);
 //   - then the `default` line of loader/loader.conf on the ESP.
-// All three hold a glob that sd-boot matches case-insensitively against entry ids. strata writes
-// "<id>.conf": the id as `bootctl list` shows it and as sd-boot since v255 compares it (file name
-// without counter, with ".conf"). NOTE: older sd-boot (Debian 12 ships 252) compares against
-// the whole file name, counter included, so there "<id>.conf" does not select an entry while it
-// still has a "+N" suffix (docs/boot.md).
+// All three hold a glob that sd-boot matches case-insensitively against entry ids. sd-boot 252
+// (Debian 12) takes the whole file name as the id, boot counter included ("<id>+2-1.conf"); later
+// versions and bootctl drop the counter ("<id>.conf"). strata writes "<id>[.+]*", which matches
+// both and every counter stage, and nothing else as long as no other id starts with "<id>." or
+// "<id>+" — which deployment ids guarantee by ending in the arch (docs/boot.md).
 //
 // EFI variables live in efivarfs (default /sys/firmware/efi/efivars; tests pass a plain directory):
 // a file "<Name>-<vendor guid>" holding 4 bytes of attributes (little endian) and the value, for
@@ -27,14 +27,14 @@ namespace strata::boot {
 inline constexpr const char* default_efivars = "/sys/firmware/efi/efivars";
 inline constexpr std::string_view loader_vendor_guid = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
-// Writes "default <id>.conf" into loader/loader.conf under `loader` (the ESP: sd-boot reads
+// Writes "default <id>[.+]*" into loader/loader.conf under `loader` (the ESP: sd-boot reads
 // loader.conf there only; BootDir::loader_dir()), replacing any `default` lines and keeping every
 // other line as it was, atomically; creates the file if needed. When efivarfs is mounted and
 // writable, also sets LoaderEntryDefault, which would otherwise override loader.conf.
 void set_default_entry(const Dir& loader, std::string_view id, const std::filesystem::path& efivars = default_efivars);
 
 // The default strata set: LoaderEntryDefault when efivarfs has it, else the `default` line of
-// loader/loader.conf; "<id>.conf" is returned as the id, any other glob as written; nullopt when
+// loader/loader.conf; "<id>[.+]*" (or "<id>.conf") is returned as the id, any other glob as written; nullopt when
 // neither is set.
 std::optional<std::string> default_entry(const Dir& loader, const std::filesystem::path& efivars = default_efivars);
 

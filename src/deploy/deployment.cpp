@@ -240,7 +240,9 @@ Located locate(const pool::Pool& pool, const BootTarget& target, std::string_vie
 }  // namespace
 
 std::string deployment_id(const naming::Name& root, const naming::Name& usr) {
-    return boot::make_entry_id({usr.vendor_id(), root.id(), usr.arch(), usr.version()});
+    // The arch comes last: no arch contains '.' or '+', so no other id starts with "<id>." or
+    // "<id>+", which keeps the loader's glob for this id (boot/loader.hpp) from matching others.
+    return boot::make_entry_id({usr.vendor_id(), root.id(), usr.version(), usr.arch()});
 }
 
 Deployment deploy(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, const naming::Name& root,

@@ -34,7 +34,7 @@ struct BootTarget {
 inline const Dir& loader_dir(const BootTarget& t) { return t.loader ? *t.loader : t.boot; }
 
 struct Deployment {
-    std::string id;       // the boot entry id, e.g. "org.example.Demo-web-x86_64-2.0"
+    std::string id;       // the boot entry id, e.g. "org.example.Demo-web-2.0-x86_64"
     std::string root;     // root:<name>:<vendor>:<arch>
     std::string usr;      // usr:<vendor>:<arch>:<version>
     std::string version;  // the usr version

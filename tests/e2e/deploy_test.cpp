@@ -15,7 +15,7 @@ namespace {
 const std::string vendor = "org.example.Demo";
 const std::string root = "root:web:org.example.Demo:x86_64";
 std::string usr(const std::string& version) { return "usr:" + vendor + ":x86_64:" + version; }
-std::string entry_id(const std::string& version) { return vendor + "-web-x86_64-" + version; }
+std::string entry_id(const std::string& version) { return vendor + "-web-" + version + "-x86_64"; }
 
 void require_ok(const ProcessResult& r) { REQUIRE_MESSAGE(r.exit_status == 0, r.err); }
 
@@ -303,12 +303,12 @@ TEST_CASE("two vendors side by side: own entries, sort keys and retention") {
     require_ok(w.run({"deploy", other_root}));
     const auto st = w.status();
     REQUIRE(st["deployments"].size() == 3);
-    CHECK(slurp(w.boot / "loader/entries" / (other + "-db-x86_64-8+3.conf")).find("sort-key org.other.Os\n") !=
+    CHECK(slurp(w.boot / "loader/entries" / (other + "-db-8-x86_64+3.conf")).find("sort-key org.other.Os\n") !=
           std::string::npos);
     CHECK(fs::exists(w.boot / "org.other.Os/7/linux"));
     for (const std::string v : {"7", "8"})
-        fs::rename(w.boot / "loader/entries" / (other + "-db-x86_64-" + v + "+3.conf"),
-                   w.boot / "loader/entries" / (other + "-db-x86_64-" + v + ".conf"));
+        fs::rename(w.boot / "loader/entries" / (other + "-db-" + v + "-x86_64+3.conf"),
+                   w.boot / "loader/entries" / (other + "-db-" + v + "-x86_64.conf"));
     require_ok(w.run({"gc", "--keep", "1"}));
     CHECK(test::listed_names(w.mnt) ==
           std::vector<std::string>{usr("1.0"), "usr:org.other.Os:x86_64:8", other_root, root});
@@ -328,7 +328,7 @@ TEST_CASE("root clone and remove") {
 
     w.import_usr("1.0");
     require_ok(w.run({"deploy", clone}));
-    CHECK(slurp(w.boot / "loader/entries" / (vendor + "-web2-x86_64-1.0+3.conf")).find("machine-id") ==
+    CHECK(slurp(w.boot / "loader/entries" / (vendor + "-web2-1.0-x86_64+3.conf")).find("machine-id") ==
           std::string::npos);
     require_ok(w.run({"root", "remove", clone}));
     CHECK_FALSE(fs::exists(w.mnt / clone));

@@ -512,7 +512,7 @@ TEST_CASE("loader.conf: set_default_entry keeps the other lines and default_entr
     CHECK_FALSE(default_entry(boot, no_efivars));
 
     set_default_entry(boot, "org.example.Demo-web-2.1", no_efivars);  // no loader.conf yet
-    CHECK(read_text(tmp.path() / "loader/loader.conf") == "default org.example.Demo-web-2.1.conf\n");
+    CHECK(read_text(tmp.path() / "loader/loader.conf") == "default org.example.Demo-web-2.1[.+]*\n");
     CHECK(default_entry(boot, no_efivars) == "org.example.Demo-web-2.1");
 
     const std::string mine = "# site settings\ntimeout 5\ndefault old-*.conf\nconsole-mode max\n# default x\neditor no";
@@ -520,9 +520,11 @@ TEST_CASE("loader.conf: set_default_entry keeps the other lines and default_entr
     CHECK(default_entry(boot, no_efivars) == "old-*.conf");  // someone else's glob, as written
     set_default_entry(boot, "org.example.Demo-web-2.0", no_efivars);
     CHECK(read_text(tmp.path() / "loader/loader.conf") ==
-          "# site settings\ntimeout 5\ndefault org.example.Demo-web-2.0.conf\nconsole-mode max\n# default x\neditor no");
+          "# site settings\ntimeout 5\ndefault org.example.Demo-web-2.0[.+]*\nconsole-mode max\n# default x\neditor no");
     CHECK(default_entry(boot, no_efivars) == "org.example.Demo-web-2.0");
     CHECK(names_in(tmp.path() / "loader") == std::vector<std::string>{"loader.conf"});  // no temporaries
+    write_text(tmp.path() / "loader/loader.conf", "default org.example.Demo-web-1.9.conf\n");  // strata before
+    CHECK(default_entry(boot, no_efivars) == "org.example.Demo-web-1.9");
 
     CHECK(error_of([&] { set_default_entry(boot, "a+3", no_efivars); }).find("not a valid id") != std::string::npos);
 }
@@ -535,8 +537,8 @@ TEST_CASE("EFI variables in a directory standing in for efivarfs") {
     const fs::path oneshot_var = efivars / "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
     set_default_entry(boot, "web-2.1", efivars);
-    CHECK(read_text(default_var) == std::string("\x07\0\0\0w\0e\0b\0-\0" "2\0.\0" "1\0.\0c\0o\0n\0f\0\0\0", 4 + 26));
-    CHECK(read_text(tmp.path() / "loader/loader.conf") == "default web-2.1.conf\n");
+    CHECK(read_text(default_var) == encode_efi_string("web-2.1[.+]*"));
+    CHECK(read_text(tmp.path() / "loader/loader.conf") == "default web-2.1[.+]*\n");
     CHECK(default_entry(boot, efivars) == "web-2.1");
 
     // The EFI variable wins over loader.conf (as in sd-boot), e.g. after `bootctl set-default`.
@@ -547,7 +549,7 @@ TEST_CASE("EFI variables in a directory standing in for efivarfs") {
 
     CHECK_FALSE(oneshot_entry(efivars));
     CHECK(set_oneshot_entry("web-2.1", efivars) == OneShotMethod::EfiVariable);
-    CHECK(read_text(oneshot_var) == encode_efi_string("web-2.1.conf"));
+    CHECK(read_text(oneshot_var) == encode_efi_string("web-2.1[.+]*"));
     CHECK(oneshot_entry(efivars) == "web-2.1");
     CHECK(names_in(efivars).size() == 2);  // no temporaries
 

@@ -3,10 +3,9 @@
 # it under OVMF + systemd-boot, and a marker unit in the guest reports what it booted on the
 # serial console. Between boots strata changes the image's pool and ESP from the host.
 #   [VM_SCENARIOS=a|ab|abc] tests/vm/run.sh ARTIFACTS_DIR
-# Scenarios: (a) install v1 and boot it (the default, and what CI runs); (b) deploy v2 from the
-# host -> boots v2, same root and machine-id, /var kept; (c) rollback -> boots v1 again.
-# b does not pass yet: after deploying v2 offline, systemd-boot 252 still boots the v1 entry
-# (see docs/install.md, "Known gaps"). Serial logs stay in ARTIFACTS_DIR/<scenario>.log.
+# Scenarios (all by default): (a) install v1 and boot it; (b) v2 as an incremental stream into the
+# image's pool, deployed from the host -> boots v2, same root and machine-id, /var kept; (c)
+# rollback from the host -> boots v1 again. Serial logs stay in ARTIFACTS_DIR/<scenario>.log.
 # Needs root, network for the first tree build (cached in $STRATA_VM_CACHE, keyed by the
 # builder's hash), qemu-system-x86, ovmf, mtools, dosfstools, gdisk, debootstrap.
 set -euo pipefail
@@ -103,7 +102,7 @@ expect "$a" etc_factory yes a; expect "$a" boots 1 a; expect "$a" health ok a
 machine_id=$(field "$a" machine_id)
 [ "$machine_id" != none ] || die "a: no machine-id was created on first boot"
 note "a ok: $a"
-scenarios=${VM_SCENARIOS:-a}
+scenarios=${VM_SCENARIOS:-abc}
 [[ $scenarios == *b* ]] || { echo "vm: all scenarios passed (a)"; exit 0; }
 
 # (b) v2 deployed from the host: same root, same machine-id, /var kept (boot counter goes on).
