@@ -2,10 +2,12 @@
 # The VM boot tests (issue 7): strata installs a real Debian usr tree to a disk image, QEMU boots
 # it under OVMF + systemd-boot, and a marker unit in the guest reports what it booted on the
 # serial console. Between boots strata changes the image's pool and ESP from the host.
-#   [VM_SCENARIOS=a|ab|abc] tests/vm/run.sh ARTIFACTS_DIR
+#   [VM_SCENARIOS=a|ab|abc|abcd] tests/vm/run.sh ARTIFACTS_DIR
 # Scenarios (all by default): (a) install v1 and boot it; (b) v2 as an incremental stream into the
 # image's pool, deployed from the host -> boots v2, same root and machine-id, /var kept; (c)
-# rollback from the host -> boots v1 again. Serial logs stay in ARTIFACTS_DIR/<scenario>.log.
+# rollback from the host -> boots v1 again; (d) a second root instance on the same pool, deployed
+# from the host -> boots by its own entry: its own root, a new machine-id, its own /var.
+# Serial logs stay in ARTIFACTS_DIR/<scenario>.log.
 # Needs root, network for the first tree build (cached in $STRATA_VM_CACHE, keyed by the
 # builder's hash), qemu-system-x86, ovmf, mtools, dosfstools, gdisk, debootstrap.
 set -euo pipefail
@@ -102,7 +104,7 @@ expect "$a" etc_factory yes a; expect "$a" boots 1 a; expect "$a" health ok a
 machine_id=$(field "$a" machine_id)
 [ "$machine_id" != none ] || die "a: no machine-id was created on first boot"
 note "a ok: $a"
-scenarios=${VM_SCENARIOS:-abc}
+scenarios=${VM_SCENARIOS:-abcd}
 [[ $scenarios == *b* ]] || { echo "vm: all scenarios passed (a)"; exit 0; }
 
 # (b) v2 deployed from the host: same root, same machine-id, /var kept (boot counter goes on).
@@ -122,4 +124,21 @@ offline_done
 c=$(boot c-rollback-v1)
 expect "$c" version 1 c; expect "$c" usr "/$(usr 1)" c; expect "$c" machine_id "$machine_id" c; expect "$c" boots 3 c
 note "c ok: $c"
-echo "vm: all scenarios passed (a b c)"
+[[ $scenarios == *d* ]] || { echo "vm: all scenarios passed (a b c)"; exit 0; }
+
+# (d) a second instance of the OS on the same pool: its own entry (the default now), its own
+# root subvolume, state and machine-id; the first instance's entries stay.
+root2=root:vm2:$vendor:x86_64
+offline
+on_image root create vm2 --vendor "$vendor" --arch x86_64
+on_image deploy "$root2" --kernel-arg console=ttyS0 --kernel-arg systemd.firstboot=off >"$artifacts/deploy-vm2.txt"
+ls "$work/esp/loader/entries" >"$artifacts/entries-after-d.txt"
+grep -q "^$vendor-vm-1-x86_64" "$artifacts/entries-after-d.txt" || die "d: the first instance's entry is gone"
+offline_done
+d=$(boot d-second-instance)
+expect "$d" version 2 d; expect "$d" usr "/$(usr 2)" d; expect "$d" root "/$root2" d; expect "$d" boots 1 d
+expect "$d" etc_factory yes d
+[ "$(field "$d" machine_id)" != "$machine_id" ] && [ "$(field "$d" machine_id)" != none ] ||
+    die "d: the second instance has no machine-id of its own ($d)"
+note "d ok: $d"
+echo "vm: all scenarios passed (a b c d)"
