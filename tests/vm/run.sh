@@ -87,7 +87,8 @@ boot() {
     note "booting ($1), serial log $log"
     bash "$here/qemu-boot.sh" "$disk" "$vars" "$log" "${VM_BOOT_TIMEOUT:-420}" || die "$1: QEMU failed or timed out (see $log)"
     local line
-    line=$(tr -d '\r' <"$log" | grep -a '^STRATA-MARKER ' | tail -1) || die "$1: no marker line (see $log)"
+    # Anywhere in a line: the serial getty's "login: " prompt may come first on the same line.
+    line=$(tr -d '\r' <"$log" | grep -a -o 'STRATA-MARKER .*' | tail -1) || die "$1: no marker line (see $log)"
     echo "$line"
 }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
