@@ -31,8 +31,8 @@ arch=x86_64
 root=root:web:$vendor:$arch
 usr1=usr:$vendor:$arch:1
 usr2=usr:$vendor:$arch:2
-id1=$vendor-web-1-$arch # entry ids: <vendor>-<root name>-<version>-<arch> (docs/deployments.md)
-id2=$vendor-web-2-$arch
+id1=$vendor+web+1+$arch # entry ids: <vendor>+<root name>+<version>+<arch> (docs/deployments.md)
+id2=$vendor+web+2+$arch
 kver=6.1.0-bench
 efivars=/sys/firmware/efi/efivars
 

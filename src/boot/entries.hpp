@@ -14,7 +14,7 @@
 namespace strata::boot {
 
 struct EntryFile {
-    std::string file_name;  // as found, with its counter: "org.example.Demo-web-2.1+2-1.conf"
+    std::string file_name;  // as found, with its counter: "org.example.Demo+web+2.1+x86_64+2-1.conf"
     EntryFileName name;     // id and counter parsed from file_name
     Entry entry;
 };

@@ -9,12 +9,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <fnmatch.h>
+
+#include <algorithm>
 #include <cerrno>
 
 #include <spdlog/spdlog.h>
 
 #include "base/error.hpp"
 #include "boot/names.hpp"
+#include "naming/version.hpp"
 
 namespace strata::boot {
 namespace {
@@ -26,20 +30,28 @@ std::string variable_file(std::string_view name) { return std::string(name) + "-
 
 constexpr std::string_view glob_suffix = "[.+]*";
 
-std::string pattern_of(std::string_view id) { return std::string(id) + std::string(glob_suffix); }
-
-// "<id>[.+]*" (and "<id>.conf", which strata wrote before) → id; any other value (a glob
-// someone else wrote) as it is.
-std::string id_of(std::string value) {
-    for (const auto suffix : {glob_suffix, conf_suffix}) {
-        if (!value.ends_with(suffix)) continue;
-        const std::string stem = value.substr(0, value.size() - suffix.size());
+// "<pattern>[.+]*" (and "<id>.conf", which strata wrote before) → pattern; any other value (a
+// glob someone else wrote) as it is.
+std::string pattern_in(std::string value) {
+    if (value.ends_with(glob_suffix)) {
+        std::string stem = value.substr(0, value.size() - glob_suffix.size());
+        if (valid_entry_pattern(stem)) return stem;
+    }
+    if (value.ends_with(conf_suffix)) {
+        std::string stem = value.substr(0, value.size() - conf_suffix.size());
         if (valid_entry_id(stem)) return stem;
     }
     return value;
 }
 
 void check_id(std::string_view id) { (void)entry_file_name(id, std::nullopt); }
+
+void check_pattern(std::string_view pattern) {
+    if (!valid_entry_pattern(pattern))
+        throw Error("", std::string(pattern),
+                    "not a valid entry id or id pattern (only [A-Za-z0-9+_.-] and '*' for whole fields)",
+                    Fault::InvalidInput);
+}
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
@@ -214,10 +226,53 @@ std::string decode_efi_string(std::string_view content) {
     return out;
 }
 
-void set_default_entry(const Dir& loader, std::string_view id, const std::filesystem::path& efivars) {
-    check_id(id);
-    const std::string pattern = pattern_of(id);
-    with_context("set default boot entry", id, [&] {
+std::string loader_glob(std::string_view pattern) { return std::string(pattern) + std::string(glob_suffix); }
+
+bool valid_entry_pattern(std::string_view pattern) {
+    if (pattern.find("**") != std::string::npos) return false;
+    // A wildcard is some run of id characters: letters or digits, which must not make a counter.
+    for (const char stand_in : {'x', '0'}) {
+        std::string id(pattern);
+        std::replace(id.begin(), id.end(), '*', stand_in);
+        if (id == std::string(1, stand_in) || !valid_entry_id(id)) return false;
+    }
+    return true;
+}
+
+bool loader_before(const EntryFile& a, const EntryFile& b) {
+    const auto cmp = [](auto x, auto y) { return (x > y) - (x < y); };
+    const auto bad = [](const EntryFile& e) { return e.name.tries_left == 0u; };
+    if (int r = cmp(bad(a), bad(b))) return r < 0;
+    const bool a_key = !a.entry.sort_key.empty(), b_key = !b.entry.sort_key.empty();
+    if (a_key != b_key) return a_key;
+    if (a_key) {
+        if (int r = a.entry.sort_key.compare(b.entry.sort_key)) return r < 0;
+        if (int r = a.entry.machine_id.compare(b.entry.machine_id)) return r < 0;
+        if (int r = naming::compare_versions(a.entry.version, b.entry.version)) return r > 0;
+    }
+    // sd-boot 252's id is the file name, counter included.
+    if (int r = naming::compare_versions(a.file_name, b.file_name)) return r > 0;
+    if (!a.name.tries_left || !b.name.tries_left) return false;
+    if (int r = cmp(*a.name.tries_left, *b.name.tries_left)) return r > 0;
+    return a.name.tries_done.value_or(0) < b.name.tries_done.value_or(0);
+}
+
+std::optional<std::string> select_entry(std::vector<EntryFile> entries, const std::optional<std::string>& oneshot_glob,
+                                        const std::optional<std::string>& default_glob) {
+    if (entries.empty()) return std::nullopt;
+    std::stable_sort(entries.begin(), entries.end(), loader_before);
+    for (const auto& glob : {oneshot_glob, default_glob}) {
+        if (!glob) continue;
+        for (const auto& e : entries)
+            if (::fnmatch(glob->c_str(), e.file_name.c_str(), FNM_CASEFOLD) == 0) return e.name.id;
+    }
+    return entries.front().name.id;
+}
+
+void set_default_entry(const Dir& loader, std::string_view given, const std::filesystem::path& efivars) {
+    check_pattern(given);
+    const std::string pattern = loader_glob(given);
+    with_context("set default boot entry", given, [&] {
         Dir dir = [&] {
             if (auto d = loader.try_open_dir("loader")) return std::move(*d);
             Dir d = loader.make_dir("loader");
@@ -237,12 +292,24 @@ void set_default_entry(const Dir& loader, std::string_view id, const std::filesy
     });
 }
 
-std::optional<std::string> default_entry(const Dir& loader, const std::filesystem::path& efivars) {
-    if (auto value = read_variable(efivars, "LoaderEntryDefault")) return id_of(std::move(*value));
+namespace {
+// The default glob as the loader reads it.
+std::optional<std::string> default_glob(const Dir& loader, const std::filesystem::path& efivars) {
+    if (auto value = read_variable(efivars, "LoaderEntryDefault")) return value;
     const auto dir = loader.try_open_dir("loader");
     if (!dir || !dir->stat("loader.conf")) return std::nullopt;
-    if (auto value = default_line(read_file(*dir, "loader.conf"))) return id_of(std::move(*value));
+    return default_line(read_file(*dir, "loader.conf"));
+}
+}  // namespace
+
+std::optional<std::string> default_entry(const Dir& loader, const std::filesystem::path& efivars) {
+    if (auto value = default_glob(loader, efivars)) return pattern_in(std::move(*value));
     return std::nullopt;
+}
+
+std::optional<std::string> next_boot_entry(const std::vector<EntryFile>& entries, const Dir& loader,
+                                           const std::filesystem::path& efivars) {
+    return select_entry(entries, read_variable(efivars, "LoaderEntryOneShot"), default_glob(loader, efivars));
 }
 
 std::string_view to_string(OneShotMethod method) {
@@ -259,12 +326,12 @@ OneShotMethod set_oneshot_entry(std::string_view id, const std::filesystem::path
                     *why + "; a one-shot entry needs the EFI variable LoaderEntryOneShot. Without it, make the "
                            "entry the default, boot it, and set the default back (docs/boot.md)",
                     Fault::Failed);
-    with_context("set one-shot boot entry", id, [&] { write_variable(efivars, "LoaderEntryOneShot", pattern_of(id)); });
+    with_context("set one-shot boot entry", id, [&] { write_variable(efivars, "LoaderEntryOneShot", loader_glob(id)); });
     return OneShotMethod::EfiVariable;
 }
 
 std::optional<std::string> oneshot_entry(const std::filesystem::path& efivars) {
-    if (auto value = read_variable(efivars, "LoaderEntryOneShot")) return id_of(std::move(*value));
+    if (auto value = read_variable(efivars, "LoaderEntryOneShot")) return pattern_in(std::move(*value));
     return std::nullopt;
 }
 

@@ -6,9 +6,15 @@
 //   - then the `default` line of loader/loader.conf on the ESP.
 // All three hold a glob that sd-boot matches case-insensitively against entry ids. sd-boot 252
 // (Debian 12) takes the whole file name as the id, boot counter included ("<id>+2-1.conf"); later
-// versions and bootctl drop the counter ("<id>.conf"). strata writes "<id>[.+]*", which matches
-// both and every counter stage, and nothing else as long as no other id starts with "<id>." or
-// "<id>+" — which deployment ids guarantee by ending in the arch (docs/boot.md).
+// versions and bootctl drop the counter ("<id>.conf"). strata writes "<pattern>[.+]*", where the
+// pattern is an entry id or an id with '*' for one '+'-separated field (boot/names.hpp): that
+// matches both kinds of id at every counter stage, and no other entry, as long as no other id
+// starts with "<id>." or "<id>+" — which deployment ids guarantee by ending in the arch.
+//
+// Among the entries a glob matches, the loader takes the first in its menu order, where entries
+// with no tries left come last (loader_before): a default "org.x+web+*+x86_64" follows the newest
+// entry of root web that has not failed all its tries, which is how a failed new version falls
+// back to the last good one (docs/boot.md).
 //
 // EFI variables live in efivarfs (default /sys/firmware/efi/efivars; tests pass a plain directory):
 // a file "<Name>-<vendor guid>" holding 4 bytes of attributes (little endian) and the value, for
@@ -21,22 +27,30 @@
 #include <string_view>
 
 #include "base/fd.hpp"
+#include "boot/entries.hpp"
 
 namespace strata::boot {
 
 inline constexpr const char* default_efivars = "/sys/firmware/efi/efivars";
 inline constexpr std::string_view loader_vendor_guid = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
-// Writes "default <id>[.+]*" into loader/loader.conf under `loader` (the ESP: sd-boot reads
+// Writes "default <pattern>[.+]*" into loader/loader.conf under `loader` (the ESP: sd-boot reads
 // loader.conf there only; BootDir::loader_dir()), replacing any `default` lines and keeping every
 // other line as it was, atomically; creates the file if needed. When efivarfs is mounted and
-// writable, also sets LoaderEntryDefault, which would otherwise override loader.conf.
-void set_default_entry(const Dir& loader, std::string_view id, const std::filesystem::path& efivars = default_efivars);
+// writable, also sets LoaderEntryDefault, which would otherwise override loader.conf. pattern: an
+// entry id, or an id with '*' standing for whole fields (valid_entry_pattern).
+void set_default_entry(const Dir& loader, std::string_view pattern, const std::filesystem::path& efivars = default_efivars);
 
 // The default strata set: LoaderEntryDefault when efivarfs has it, else the `default` line of
-// loader/loader.conf; "<id>[.+]*" (or "<id>.conf") is returned as the id, any other glob as written; nullopt when
-// neither is set.
+// loader/loader.conf; "<pattern>[.+]*" (or "<id>.conf") is returned as the pattern, any other glob
+// as written; nullopt when neither is set.
 std::optional<std::string> default_entry(const Dir& loader, const std::filesystem::path& efivars = default_efivars);
+
+// The id of the entry the loader starts next, chosen as systemd-boot does: the first entry in
+// menu order (loader_before) that the one-shot glob matches, else the first the default glob
+// matches, else the first entry; nullopt when there are no entries.
+std::optional<std::string> next_boot_entry(const std::vector<EntryFile>& entries, const Dir& loader,
+                                           const std::filesystem::path& efivars = default_efivars);
 
 // Sets LoaderEntryOneShot to "<id>.conf" for the next boot. Without writable EFI variables (not
 // booted with UEFI, efivarfs not mounted or read-only) throws Error(Failed) that says so and what
@@ -48,6 +62,18 @@ OneShotMethod set_oneshot_entry(std::string_view id, const std::filesystem::path
 std::optional<std::string> oneshot_entry(const std::filesystem::path& efivars = default_efivars);
 
 // ---- pure helpers, exposed for tests
+// The glob strata writes for an entry id or pattern: "<pattern>[.+]*".
+std::string loader_glob(std::string_view pattern);
+// An entry id in which '*' may stand for any run of id characters (at least one other character).
+bool valid_entry_pattern(std::string_view pattern);
+// systemd-boot 252's menu order: entries with no tries left last; then entries with a sort-key
+// before those without; by sort-key, machine-id, version (newest first, UAPI version order);
+// then by file name (newest first), more tries left, fewer tries done.
+bool loader_before(const EntryFile& a, const EntryFile& b);
+// The id of the first entry in menu order whose file name the glob (as the loader holds it, e.g.
+// "<id>[.+]*") matches case-insensitively: oneshot, else default, else the first entry.
+std::optional<std::string> select_entry(std::vector<EntryFile> entries, const std::optional<std::string>& oneshot_glob,
+                                        const std::optional<std::string>& default_glob);
 // loader.conf text with its `default` set to value: the first `default` line is replaced, later
 // ones (which would win) are dropped, everything else stays byte for byte; appended when missing.
 std::string with_default_line(std::string_view loader_conf, std::string_view value);

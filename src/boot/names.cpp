@@ -86,10 +86,12 @@ std::string make_entry_id(std::initializer_list<std::string_view> parts) {
     std::string id;
     bool first = true;
     for (const auto part : parts) {
-        if (!first) id += '-';
+        if (!first) id += '+';
         first = false;
         for (const char c : part) id += (is_id_char(c) && c != '+') ? c : '_';
     }
+    // A last part of digits ("x", "3") would read as a counter: its separator becomes '-'.
+    if (split_counter(id)) id[id.rfind('+')] = '-';
     if (id.empty()) id = "_";
     if (id.front() == '.') id.front() = '_';
     if (id.starts_with("auto-")) id.insert(0, "_");

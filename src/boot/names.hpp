@@ -21,11 +21,14 @@ inline constexpr size_t max_entry_id_length = 255 - (sizeof(".conf") - 1) - (siz
 // automatic entries); not ending in "+N" or "+N-M" (it would read as a boot counter).
 bool valid_entry_id(std::string_view id);
 
-// Joins parts with '-' and replaces every byte outside [A-Za-z0-9_.-] (including '+', ':', '/') by
-// '_', so the result is a valid id that never looks like a counter: make_entry_id({"root:web:org.x:x86_64",
-// "2.1"}) == "root_web_org.x_x86_64-2.1". A leading '.' becomes '_', an "auto-" start gets a '_' in
-// front; an id too long is cut and ends in '-' and 16 hex digits of a hash of the whole, so distinct
-// inputs stay distinct.
+// Joins parts with '+' and replaces every byte outside [A-Za-z0-9_.-] in a part (including '+',
+// ':', '/') by '_', so no part holds the separator and the result is a valid id (should the last
+// part make it read as a counter, "x+3", its separator becomes '-'): make_entry_id({"org.x", "web",
+// "2.1", "x86_64"}) == "org.x+web+2.1+x86_64". Because parts cannot contain '+', the glob
+// "org.x+web+*+x86_64" matches the ids of exactly those parts with any third part (deploy uses
+// this, boot/loader.hpp). A leading '.' becomes '_', an "auto-" start gets a '_' in front; an id
+// too long (max_entry_id_length) is cut and ends in '-' and 16 hex digits of a hash of the whole,
+// so distinct inputs stay distinct.
 std::string make_entry_id(std::initializer_list<std::string_view> parts);
 
 // As systemd-bless-boot reports it: no counter: Good (blessed, or never counted); tries left > 0:

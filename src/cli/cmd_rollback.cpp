@@ -35,7 +35,7 @@ void register_rollback(CLI::App& app, Context& ctx) {
     });
 
     auto* set_default = app.add_subcommand("set-default", "Make a deployment (an entry id from 'strata status') the default");
-    set_default->add_option("DEPLOYMENT", opts->id, "Entry id, e.g. org.example.Demo-web-1.0-x86_64")->required();
+    set_default->add_option("DEPLOYMENT", opts->id, "Entry id, e.g. org.example.Demo+web+1.0+x86_64")->required();
     set_default->add_flag("--json", opts->json, "Print the deployment as JSON");
     set_default->callback([&ctx, opts] {
         const auto pool = ctx.open_pool();
@@ -44,7 +44,7 @@ void register_rollback(CLI::App& app, Context& ctx) {
     });
 
     auto* once = app.add_subcommand("boot-once", "Boot a deployment on the next boot only (EFI LoaderEntryOneShot)");
-    once->add_option("DEPLOYMENT", opts->id, "Entry id, e.g. org.example.Demo-web-1.0-x86_64")->required();
+    once->add_option("DEPLOYMENT", opts->id, "Entry id, e.g. org.example.Demo+web+1.0+x86_64")->required();
     once->callback([&ctx, opts] {
         const auto pool = ctx.open_pool();
         deploy::boot_once(pool, ctx.boot_target(), opts->id);

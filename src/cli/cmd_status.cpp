@@ -17,6 +17,7 @@ void run_status(const Context& ctx, bool json) {
         nlohmann::json j;
         j["booted"] = st.booted ? nlohmann::json{{"root", st.booted->root}, {"usr", st.booted->usr}} : nlohmann::json(nullptr);
         j["loader_default"] = st.loader_default ? nlohmann::json(*st.loader_default) : nlohmann::json(nullptr);
+        j["next_boot"] = st.next_boot ? nlohmann::json(*st.next_boot) : nlohmann::json(nullptr);
         j["deployments"] = nlohmann::json::array();
         for (const auto& d : st.deployments) j["deployments"].push_back(deployment_json(d));
         j["scheduled_factory_resets"] = nlohmann::json::array();
@@ -31,6 +32,7 @@ void run_status(const Context& ctx, bool json) {
     else
         std::printf("Booted: not booted from a strata pool\n");
     std::printf("Loader default: %s\n", st.loader_default ? st.loader_default->c_str() : "-");
+    std::printf("Next boot: %s\n", st.next_boot ? st.next_boot->c_str() : "-");
     if (unfinished)
         std::printf("Unfinished update: stopped at %s; `strata update` continues it\n", unfinished->c_str());
     for (const auto& r : resets)

@@ -19,6 +19,13 @@
 #include "vendor/remove.hpp"
 
 namespace strata::deploy {
+
+std::string deployment_id(const naming::Name& root, const naming::Name& usr) {
+    // The arch comes last: no arch contains '.' or '+', so no other id starts with "<id>." or
+    // "<id>+", which keeps the loader's glob for this id (boot/loader.hpp) from matching others.
+    return boot::make_entry_id({usr.vendor_id(), root.id(), usr.version(), usr.arch()});
+}
+
 namespace {
 
 std::vector<std::string> words(std::string_view text) {
@@ -150,9 +157,49 @@ void require_not_in_use(const pool::Pool& pool, const naming::Name& root, const 
                     Fault::InUse);
 }
 
+// What the loader's default names. deploy follows the root: a glob over all the root's entries,
+// of which the loader takes the newest that has tries left, so a new version that fails all its
+// boot tries falls back to the newest one that still boots. set-default and rollback are a choice
+// of one entry, which stays the default.
+enum class DefaultKind { RootNewest, ThisEntry };
+
+// The ids of all deployments of root: vendor, root and arch fix the first, second and last
+// '+'-separated field, which no name contains (boot::make_entry_id). nullopt when the ids of the
+// root are long enough to be cut (then only an exact default is safe).
+std::optional<std::string> root_entry_pattern(const naming::Name& root, const naming::Name& usr) {
+    if (deployment_id(root, usr).size() >= boot::max_entry_id_length) return std::nullopt;
+    return boot::make_entry_id({usr.vendor_id(), root.id()}) + "+*+" + boot::make_entry_id({usr.arch()});
+}
+
+// The entry the loader would start if pattern were its default.
+std::optional<std::string> picked_by(const BootTarget& target, const std::string& pattern) {
+    return boot::select_entry(boot::list_entries(target.boot), std::nullopt, boot::loader_glob(pattern));
+}
+
+// The default for the entry `id` of (root, usr): the root's pattern when the loader would pick
+// this entry by it (it is the root's newest), else the entry itself.
+std::string default_pattern(const BootTarget& target, const naming::Name& root, const naming::Name& usr,
+                            const std::string& id, DefaultKind kind) {
+    if (kind == DefaultKind::ThisEntry) return id;
+    const auto pattern = root_entry_pattern(root, usr);
+    if (!pattern) return id;
+    return picked_by(target, *pattern) == id ? *pattern : id;
+}
+
+// A default that follows the root's pattern would take up a new entry as soon as it is written,
+// before the database knows the pair: until the last step, the entry the loader boots now is
+// named instead.
+void hold_default(const BootTarget& target, const naming::Name& root, const naming::Name& usr) {
+    const auto pattern = root_entry_pattern(root, usr);
+    if (!pattern || boot::default_entry(loader_dir(target), target.efivars) != *pattern) return;
+    if (const auto now = picked_by(target, *pattern))
+        boot::set_default_entry(loader_dir(target), *now, target.efivars);
+}
+
 // The one way a root changes its default deployment (deploy, set-default, rollback).
 Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, Database& db,
-                     const naming::Name& root, const naming::Name& usr, bool with_state, bool merge = false) {
+                     const naming::Name& root, const naming::Name& usr, bool with_state, DefaultKind kind,
+                     bool merge = false) {
     RootRecord& rec = db.roots[root.str()];
     const Dir usr_tree = pool.top().open_dir(usr.str());
     const auto kernel_source = boot::find_kernel(usr_tree);
@@ -188,8 +235,10 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     const std::string id = deployment_id(root, usr);
     const auto entry = make_entry(pool, target, rec, root, usr, kernel);
     const auto existing = boot::find_entry(target.boot, id);
-    if (!existing || boot::render(existing->entry) != boot::render(entry))
+    if (!existing || boot::render(existing->entry) != boot::render(entry)) {
+        hold_default(target, root, usr);
         boot::write_entry(target.boot, id, entry, target.tries == 0 ? std::nullopt : std::optional(target.tries));
+    }
     crash_point("deploy:entry");
 
     if (left_state) rec.states[rec.usr.empty() ? usr.str() : rec.usr] = *left_state;
@@ -198,7 +247,7 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     save_database(pool, lock, db);
     crash_point("deploy:database");
 
-    boot::set_default_entry(loader_dir(target), id, target.efivars);
+    boot::set_default_entry(loader_dir(target), default_pattern(target, root, usr, id, kind), target.efivars);
     crash_point("deploy:default");
 
     for (auto& d : status(pool, target).deployments)
@@ -239,11 +288,6 @@ Located locate(const pool::Pool& pool, const BootTarget& target, std::string_vie
 
 }  // namespace
 
-std::string deployment_id(const naming::Name& root, const naming::Name& usr) {
-    // The arch comes last: no arch contains '.' or '+', so no other id starts with "<id>." or
-    // "<id>+", which keeps the loader's glob for this id (boot/loader.hpp) from matching others.
-    return boot::make_entry_id({usr.vendor_id(), root.id(), usr.version(), usr.arch()});
-}
 
 Deployment deploy(const pool::Pool& pool, const pool::Lock& lock, const BootTarget& target, const naming::Name& root,
                   const std::optional<std::string>& version, const std::optional<std::vector<std::string>>& extra_args) {
@@ -252,7 +296,7 @@ Deployment deploy(const pool::Pool& pool, const pool::Lock& lock, const BootTarg
         const auto usr = choose_usr(pool, root, version);
         Database db = load_database(pool);
         if (extra_args) db.roots[root.str()].kernel_args = *extra_args;
-        return switch_to(pool, lock, target, db, root, usr, false, /*merge=*/true);
+        return switch_to(pool, lock, target, db, root, usr, false, DefaultKind::RootNewest, /*merge=*/true);
     });
 }
 
@@ -271,8 +315,10 @@ Status status(const pool::Pool& pool, const BootTarget& target) {
     }
     if (!st.booted) st.booted = booted_from_mounts(pool);
     st.loader_default = boot::default_entry(loader_dir(target), target.efivars);
+    const auto entries = boot::list_entries(target.boot);
+    st.next_boot = boot::next_boot_entry(entries, loader_dir(target), target.efivars);
 
-    for (const auto& file : boot::list_entries(target.boot)) {
+    for (const auto& file : entries) {
         std::vector<std::string> options;
         for (const auto& o : file.entry.options)
             for (auto& w : words(o)) options.push_back(std::move(w));
@@ -306,7 +352,7 @@ Deployment set_default(const pool::Pool& pool, const pool::Lock& lock, const Boo
     return with_context("set default", id, [&] {
         const auto where = locate(pool, target, id);
         Database db = load_database(pool);
-        return switch_to(pool, lock, target, db, where.root, where.usr, false);
+        return switch_to(pool, lock, target, db, where.root, where.usr, false, DefaultKind::ThisEntry);
     });
 }
 
@@ -331,7 +377,7 @@ Deployment rollback(const pool::Pool& pool, const pool::Lock& lock, const BootTa
         const std::string previous = it->second.previous;
         if (!pool.find(previous))
             throw Error("", "", "the previous usr '" + previous + "' is no longer in the pool", Fault::NotFound);
-        return switch_to(pool, lock, target, db, root, naming::Name::parse(previous), with_state);
+        return switch_to(pool, lock, target, db, root, naming::Name::parse(previous), with_state, DefaultKind::ThisEntry);
     });
 }
 

@@ -34,7 +34,7 @@ struct BootTarget {
 inline const Dir& loader_dir(const BootTarget& t) { return t.loader ? *t.loader : t.boot; }
 
 struct Deployment {
-    std::string id;       // the boot entry id, e.g. "org.example.Demo-web-2.0-x86_64"
+    std::string id;       // the boot entry id, e.g. "org.example.Demo+web+2.0+x86_64"
     std::string root;     // root:<name>:<vendor>:<arch>
     std::string usr;      // usr:<vendor>:<arch>:<version>
     std::string version;  // the usr version
@@ -67,7 +67,9 @@ struct Booted {
 
 struct Status {
     std::optional<Booted> booted;  // nullopt: not booted from this pool
-    std::optional<std::string> loader_default;  // the boot loader's default entry, as strata set it
+    std::optional<std::string> loader_default;  // the boot loader's default: an entry id or id pattern
+    std::optional<std::string> next_boot;       // the entry id the loader starts next (one-shot, default,
+                                                // no-tries-left fallback), among all entries in $BOOT
     std::vector<Deployment> deployments;  // by root, then version order (newest last)
 };
 

@@ -15,7 +15,7 @@ namespace {
 const std::string vendor = "org.example.Demo";
 const std::string root = "root:web:org.example.Demo:x86_64";
 std::string usr(const std::string& version) { return "usr:" + vendor + ":x86_64:" + version; }
-std::string entry_id(const std::string& version) { return vendor + "-web-" + version + "-x86_64"; }
+std::string entry_id(const std::string& version) { return vendor + "+web+" + version + "+x86_64"; }
 
 void require_ok(const ProcessResult& r) { REQUIRE_MESSAGE(r.exit_status == 0, r.err); }
 
@@ -157,6 +157,40 @@ TEST_CASE("a new usr version keeps the old state, rollback returns to it, --with
     CHECK(test::listed_names(w.mnt) == std::vector<std::string>{usr("1.0"), usr("2.0"), root});
 }
 
+TEST_CASE("deploy's default follows the root's newest entry with tries left, set-default pins one") {
+    test::require_root_and_btrfs();
+    World w;
+    for (const auto* v : {"1.0", "2.0", "3.0"}) w.import_usr(v);
+    require_ok(w.run({"deploy", root, "--version", "1.0"}));
+    w.bless("1.0");
+    // A second instance whose name starts like the first one's, on a newer version: root web's
+    // default must never pick its entries.
+    require_ok(w.run({"root", "create", "web-2", "--vendor", vendor, "--arch", "x86_64"}));
+    require_ok(w.run({"deploy", "root:web-2:" + vendor + ":x86_64"}));
+    require_ok(w.run({"deploy", root, "--version", "2.0"}));
+    auto st = w.status();
+    CHECK(st["loader_default"] == vendor + "+web+*+x86_64");
+    CHECK(slurp(w.boot / "loader/loader.conf") == "default " + vendor + "+web+*+x86_64[.+]*\n");
+    CHECK(st["next_boot"] == entry_id("2.0"));
+
+    // 2.0 used up its tries without reaching boot-complete.target: the loader falls back to 1.0.
+    fs::rename(w.boot / "loader/entries" / (entry_id("2.0") + "+3.conf"),
+               w.boot / "loader/entries" / (entry_id("2.0") + "+0-3.conf"));
+    st = w.status();
+    CHECK(st["next_boot"] == entry_id("1.0"));
+    for (const auto& d : st["deployments"]) {
+        if (d["id"] == entry_id("2.0")) {
+            CHECK(d["boot_state"] == "bad");
+            CHECK(d["default"] == true);  // what deploy chose; the loader skips it
+        }
+    }
+    // An explicit choice holds, even for an entry without tries left.
+    require_ok(w.run({"set-default", entry_id("2.0")}));
+    st = w.status();
+    CHECK(st["loader_default"] == entry_id("2.0"));
+    CHECK(st["next_boot"] == entry_id("2.0"));
+}
+
 TEST_CASE("bad input to deploy is refused with one line and changes nothing") {
     test::require_root_and_btrfs();
     World w;
@@ -209,7 +243,7 @@ TEST_CASE("a deploy killed after any step leaves the previous default bootable, 
         // The old entry is untouched, its kernel in place, and it is still the default.
         CHECK(slurp(w.boot / "loader/entries" / (entry_id("1.0") + "+3.conf")) == old_entry);
         CHECK(slurp(w.boot / "org.example.Demo/1.0/linux") == "kernel 1.0\n");
-        CHECK(slurp(w.boot / "loader/loader.conf").find(entry_id("1.0")) != std::string::npos);
+        CHECK(w.status()["next_boot"] == entry_id("1.0"));
         // The next run finishes the job; gc removes what the crash left over.
         require_ok(w.run({"deploy", root}));
         const auto st = w.status();
@@ -303,12 +337,12 @@ TEST_CASE("two vendors side by side: own entries, sort keys and retention") {
     require_ok(w.run({"deploy", other_root}));
     const auto st = w.status();
     REQUIRE(st["deployments"].size() == 3);
-    CHECK(slurp(w.boot / "loader/entries" / (other + "-db-8-x86_64+3.conf")).find("sort-key org.other.Os\n") !=
+    CHECK(slurp(w.boot / "loader/entries" / (other + "+db+8+x86_64+3.conf")).find("sort-key org.other.Os\n") !=
           std::string::npos);
     CHECK(fs::exists(w.boot / "org.other.Os/7/linux"));
     for (const std::string v : {"7", "8"})
-        fs::rename(w.boot / "loader/entries" / (other + "-db-" + v + "-x86_64+3.conf"),
-                   w.boot / "loader/entries" / (other + "-db-" + v + "-x86_64.conf"));
+        fs::rename(w.boot / "loader/entries" / (other + "+db+" + v + "+x86_64+3.conf"),
+                   w.boot / "loader/entries" / (other + "+db+" + v + "+x86_64.conf"));
     require_ok(w.run({"gc", "--keep", "1"}));
     CHECK(test::listed_names(w.mnt) ==
           std::vector<std::string>{usr("1.0"), "usr:org.other.Os:x86_64:8", other_root, root});
@@ -328,7 +362,7 @@ TEST_CASE("root clone and remove") {
 
     w.import_usr("1.0");
     require_ok(w.run({"deploy", clone}));
-    CHECK(slurp(w.boot / "loader/entries" / (vendor + "-web2-1.0-x86_64+3.conf")).find("machine-id") ==
+    CHECK(slurp(w.boot / "loader/entries" / (vendor + "+web2+1.0+x86_64+3.conf")).find("machine-id") ==
           std::string::npos);
     require_ok(w.run({"root", "remove", clone}));
     CHECK_FALSE(fs::exists(w.mnt / clone));

@@ -19,7 +19,7 @@ std::string usr(const std::string& version) {
     return "usr:" + vendor + ":x86_64:" + version;
 }
 std::string entry_id(const std::string& version) {
-    return vendor + "-web-" + version + "-x86_64";
+    return vendor + "+web+" + version + "+x86_64";
 }
 
 void require_ok(const ProcessResult& r) {

@@ -87,10 +87,10 @@ TEST_CASE("install lays out GPT, an ESP with systemd-boot and the entry, and a p
     CHECK(esp_file(image, "/EFI/BOOT/BOOTX64.EFI") == slurp(boot_loader));
     CHECK(esp_file(image, "/EFI/systemd/systemd-bootx64.efi") == slurp(boot_loader));
     CHECK(esp_file(image, "/loader/entries.srel") == "type1\n");
-    CHECK(esp_file(image, "/loader/loader.conf").find("default org.example.Demo-web-1-x86_64[.+]*") != std::string::npos);
+    CHECK(esp_file(image, "/loader/loader.conf").find("default org.example.Demo+web+*+x86_64[.+]*") != std::string::npos);
     CHECK(esp_file(image, "/org.example.Demo/1/linux") == "kernel 1\n");
     CHECK(esp_file(image, "/org.example.Demo/1/initrd") == "initrd 1\n");
-    const auto entry = esp_file(image, "/loader/entries/org.example.Demo-web-1-x86_64+3.conf");
+    const auto entry = esp_file(image, "/loader/entries/org.example.Demo+web+1+x86_64+3.conf");
     const std::string uuid = report["pool_uuid"];
     CHECK(entry.find("options root=UUID=" + uuid + " rootflags=subvol=" + root + " mount.usrflags=ro,subvol=" + usr1 +
                      " rw console=ttyS0") != std::string::npos);
@@ -121,7 +121,7 @@ TEST_CASE("install lays out GPT, an ESP with systemd-boot and the entry, and a p
     CHECK(slurp(image) == before);
     require_ok(w.install(image, {"--usr", usr1, "--from-stream", stream.string(), "--root", "db", "--esp-size", "64M",
                                  "--force"}));
-    CHECK(esp_file(image, "/loader/entries/org.example.Demo-db-1-x86_64+3.conf").find("rootflags=subvol=root:db:") !=
+    CHECK(esp_file(image, "/loader/entries/org.example.Demo+db+1+x86_64+3.conf").find("rootflags=subvol=root:db:") !=
           std::string::npos);
     // The work directory (mount point, ESP staging) is gone.
     bool work_left = false;

@@ -526,7 +526,7 @@ TEST_CASE("loader.conf: set_default_entry keeps the other lines and default_entr
     write_text(tmp.path() / "loader/loader.conf", "default org.example.Demo-web-1.9.conf\n");  // strata before
     CHECK(default_entry(boot, no_efivars) == "org.example.Demo-web-1.9");
 
-    CHECK(error_of([&] { set_default_entry(boot, "a+3", no_efivars); }).find("not a valid id") != std::string::npos);
+    CHECK(error_of([&] { set_default_entry(boot, "a+3", no_efivars); }).find("not a valid entry id") != std::string::npos);
 }
 
 TEST_CASE("EFI variables in a directory standing in for efivarfs") {

@@ -53,7 +53,9 @@ TEST_CASE("status tells the booted deployment from the kernel command line, and 
     CHECK(st.deployments[0].booted);
     CHECK_FALSE(st.deployments[2].booted);
     CHECK(st.deployments[2].is_default);
-    CHECK(st.loader_default == "org.example.Demo-web-3-x86_64");
+    // deploy follows the root: its newest entry that has tries left.
+    CHECK(st.loader_default == "org.example.Demo+web+*+x86_64");
+    CHECK(st.next_boot == "org.example.Demo+web+3+x86_64");
 
     // A root=UUID of another filesystem is not this pool.
     std::ofstream(target.cmdline) << "root=UUID=00000000-0000-0000-0000-000000000000 rootflags=subvol=" << root.str()

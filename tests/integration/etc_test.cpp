@@ -308,7 +308,7 @@ TEST_CASE("deploy merges etc after keeping the old state and etc sync swaps a re
     // The password rotated under 2 goes into the state kept for 1, as one swap.
     put(etc / "shadow", "root:$6$again:1:\n", 0640, 0, 42);
     const auto id_before = btrfs::subvolume_id(Dir::open(scratch.mountpoint() / kept));
-    const std::string id1 = "org.example.Demo-web-1-x86_64", id2 = "org.example.Demo-web-2-x86_64";
+    const std::string id1 = "org.example.Demo+web+1+x86_64", id2 = "org.example.Demo+web+2+x86_64";
     CHECK(test::error_of([&] {
               deploy::etc_sync(p, lock, target, id2, id1, {"/etc/shadow", "/etc/missing"});
           }) == "etc sync '" + id2 + "' to '" + id1 + "': '/etc/missing' does not exist in the source");

@@ -184,15 +184,18 @@ TEST_CASE("valid_entry_id") {
 
 TEST_CASE("make_entry_id sanitizes into an id that never looks like a counter") {
     CHECK(make_entry_id({"root:web:org.example.Demo:x86_64"}) == "root_web_org.example.Demo_x86_64");
-    CHECK(make_entry_id({"org.example.Demo", "web", "2.1"}) == "org.example.Demo-web-2.1");
+    CHECK(make_entry_id({"org.example.Demo", "web", "2.1", "x86_64"}) == "org.example.Demo+web+2.1+x86_64");
     CHECK(make_entry_id({"root:web:org.example.Demo:x86_64", "usr:org.example.Demo:x86_64:1.0^post+3"}) ==
-          "root_web_org.example.Demo_x86_64-usr_org.example.Demo_x86_64_1.0_post_3");
-    CHECK(make_entry_id({"a/b", "c d", "e+3"}) == "a_b-c_d-e_3");
+          "root_web_org.example.Demo_x86_64+usr_org.example.Demo_x86_64_1.0_post_3");
+    CHECK(make_entry_id({"a/b", "c d", "e+3"}) == "a_b+c_d+e_3");
+    CHECK(make_entry_id({"x", "3"}) == "x-3");  // "x+3" would be id "x" with 3 tries
+    CHECK(make_entry_id({"x", "2-1"}) == "x-2-1");
     CHECK(make_entry_id({".hidden"}) == "_hidden");
-    CHECK(make_entry_id({"auto", "x"}) == "_auto-x");
+    CHECK(make_entry_id({"auto-x", "y"}) == "_auto-x+y");
     CHECK(make_entry_id({}) == "_");
     CHECK(make_entry_id({"\xc3\xa4"}) == "__");
-    for (const auto& id : {make_entry_id({"x+3"}), make_entry_id({"x", "+2-1"}), make_entry_id({"a", "", "b"})}) {
+    for (const auto& id : {make_entry_id({"x+3"}), make_entry_id({"x", "+2-1"}), make_entry_id({"a", "", "b"}),
+                          make_entry_id({"a", "7"}), make_entry_id({"a", "7-7"})}) {
         CAPTURE(id);
         CHECK(valid_entry_id(id));
         CHECK(parse_entry_file_name(entry_file_name(id, std::nullopt))->tries_left == std::nullopt);
@@ -245,4 +248,58 @@ TEST_CASE("EFI string variables: attributes, UTF-16LE and a NUL") {
     CHECK(error_of([] { decode_efi_string("abc"); }).find("not a UTF-16 string") != std::string::npos);
     CHECK(error_of([] { decode_efi_string(std::string("\x07\0\0\0x", 5)); }).find("not a UTF-16") != std::string::npos);
     CHECK(error_of([] { encode_efi_string("\xc3\xa4"); }).find("only ASCII") != std::string::npos);
+}
+
+namespace {
+// An entry file as list_entries would return it.
+EntryFile entry_file(const std::string& file_name, const std::string& version, const std::string& sort_key = "org.x",
+                     const std::string& machine_id = "") {
+    EntryFile f;
+    f.file_name = file_name;
+    f.name = *parse_entry_file_name(file_name);
+    f.entry.version = version;
+    f.entry.sort_key = sort_key;
+    f.entry.machine_id = machine_id;
+    f.entry.linux = "/x/linux";
+    return f;
+}
+}  // namespace
+
+TEST_CASE("entry patterns: ids with '*' for whole fields") {
+    CHECK(valid_entry_pattern("org.x+web+*+x86_64"));
+    CHECK(valid_entry_pattern("org.x+web+2+x86_64"));
+    CHECK_FALSE(valid_entry_pattern("*"));
+    CHECK_FALSE(valid_entry_pattern("a**b"));
+    CHECK_FALSE(valid_entry_pattern("a+*"));  // reads as a counter once '*' is digits
+    CHECK_FALSE(valid_entry_pattern("a/*+b"));
+    CHECK(loader_glob("org.x+web+*+x86_64") == "org.x+web+*+x86_64[.+]*");
+}
+
+TEST_CASE("select_entry picks as systemd-boot 252 does: newest first, entries without tries left last") {
+    const auto v1 = entry_file("org.x+web+1+x86_64.conf", "1");
+    const auto v2 = entry_file("org.x+web+2+x86_64+2-1.conf", "2");
+    const auto v3_bad = entry_file("org.x+web+3+x86_64+0-1.conf", "3");
+    const auto v10 = entry_file("org.x+web+10+x86_64+3.conf", "10");
+    const auto other = entry_file("org.x+web-2+9+x86_64.conf", "9");  // root "web-2": not root web's
+    const std::string root_glob = "org.x+web+*+x86_64[.+]*";
+
+    CHECK(select_entry({v1, v2, v3_bad}, std::nullopt, root_glob) == "org.x+web+2+x86_64");
+    CHECK(select_entry({v3_bad, v1, v10, v2}, std::nullopt, root_glob) == "org.x+web+10+x86_64");  // 10 > 3 > 2
+    CHECK(select_entry({v1, other}, std::nullopt, root_glob) == "org.x+web+1+x86_64");
+    // An exact default holds even when its entry has no tries left (the loader does the same).
+    CHECK(select_entry({v1, v3_bad}, std::nullopt, "org.x+web+3+x86_64[.+]*") == "org.x+web+3+x86_64");
+    // Matching is case-insensitive, the one-shot wins, and without a match the first entry boots.
+    CHECK(select_entry({v1, v2}, std::nullopt, "ORG.X+WEB+1+X86_64[.+]*") == "org.x+web+1+x86_64");
+    CHECK(select_entry({v1, v2}, std::string("org.x+web+1+x86_64[.+]*"), root_glob) == "org.x+web+1+x86_64");
+    CHECK(select_entry({v1, v3_bad}, std::nullopt, "nothing*") == "org.x+web+1+x86_64");
+    CHECK(select_entry({v3_bad}, std::nullopt, std::nullopt) == "org.x+web+3+x86_64");
+    CHECK_FALSE(select_entry({}, std::nullopt, root_glob));
+
+    // Sort-key before machine-id before version; entries with a sort-key before those without.
+    const auto a = entry_file("a+1+x86_64.conf", "1", "a"), b = entry_file("b+9+x86_64.conf", "9", "b");
+    const auto none = entry_file("c+9+x86_64.conf", "9", "");
+    CHECK(loader_before(a, b));
+    CHECK(loader_before(b, none));
+    CHECK(loader_before(entry_file("x.conf", "1", "k", "0a"), entry_file("y.conf", "9", "k", "0b")));
+    CHECK_FALSE(loader_before(v3_bad, v1));
 }

@@ -134,7 +134,7 @@ offline
 on_image root create vm2 --vendor "$vendor" --arch x86_64
 on_image deploy "$root2" --kernel-arg console=ttyS0 --kernel-arg systemd.firstboot=off >"$artifacts/deploy-vm2.txt"
 ls "$work/esp/loader/entries" >"$artifacts/entries-after-d.txt"
-grep -q "^$vendor-vm-1-x86_64" "$artifacts/entries-after-d.txt" || die "d: the first instance's entry is gone"
+grep -q "^$vendor+vm+1+x86_64" "$artifacts/entries-after-d.txt" || die "d: the first instance's entry is gone"
 offline_done
 d=$(boot d-second-instance)
 expect "$d" version 2 d; expect "$d" usr "/$(usr 2)" d; expect "$d" root "/$root2" d; expect "$d" boots 1 d
