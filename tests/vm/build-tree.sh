@@ -9,6 +9,8 @@
 #   lib/strata-test/version                                (1 or 2; v2 also has /usr/bin/less)
 #   lib/systemd/system/strata-test-{marker,health}.service, enabled from /usr
 #   share/factory/{etc,var}                                (the former /etc and /var)
+#   strata's shared libraries (Debian packages), so that run.sh can run a strata binary it puts
+#   into the root instance inside the guest
 # plus CACHE_DIR/<key>/kver (the kernel version) and CACHE_DIR/<key>/done.
 # The last line on stdout is CACHE_DIR/<key>; all logs go to stderr.
 #
@@ -210,6 +212,20 @@ log "installing dracut, linux-image-amd64, dosfstools ..."
 apt_install "$root1" dracut linux-image-amd64 dosfstools
 in_chroot "$root1" dpkg -s initramfs-tools >/dev/null 2>&1 && die "initramfs-tools got installed next to dracut"
 
+# Debian ships systemd-bless-boot (and its generator, which pulls it in when the loader counts
+# the boot) in the systemd-boot package, not in systemd: without it no boot is ever marked good.
+log "installing systemd-boot (for systemd-bless-boot) ..."
+apt_install "$root1" systemd-boot
+[ -x "$root1/usr/lib/systemd/system-generators/systemd-bless-boot-generator" ] ||
+    die "systemd-boot brought no systemd-bless-boot-generator"
+
+# What strata links (and dlopens for HTTP) on Debian 12; checked below by running it in the chroot.
+log "installing strata's libraries ..."
+apt_install "$root1" libbtrfsutil1 libfmt9 libspdlog1.10 libsodium23 libtomlplusplus3 libzstd1 libcurl4
+cp "$STRATA" "$root1/tmp/strata-check"
+in_chroot "$root1" /tmp/strata-check --version >&2 || die "strata does not run in the guest tree (missing libraries?)"
+rm -f "$root1/tmp/strata-check"
+
 # --- 2. kernel and initrd in /usr/lib/modules/<kver>/ -----------------------------------------
 mapfile -t kvers < <(find "$root1/usr/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 [ "${#kvers[@]}" = 1 ] || die "expected exactly one kernel in usr/lib/modules, found: ${kvers[*]:-none}"
@@ -218,7 +234,10 @@ kver=${kvers[0]}
 log "kernel $kver; building the initrd (dracut, systemd + btrfs) ..."
 # Written as initrd beside vmlinuz: one of the names strata's find_kernel accepts
 # (src/boot/kernel.cpp: initrd, initrd.img, initramfs.img).
-in_chroot "$root1" dracut --no-hostonly --add "systemd btrfs" --force \
+# efivarfs is a module in Debian's kernel: systemd mounts /sys/firmware/efi/efivars while it runs
+# in the initrd, and without the module there the system never gets EFI variables — no
+# LoaderEntrySelected, no LoaderBootCountPath, so systemd-bless-boot never marks a boot good.
+in_chroot "$root1" dracut --no-hostonly --add "systemd btrfs" --add-drivers efivarfs --force \
     "/usr/lib/modules/$kver/initrd" "$kver" >&2 || die "dracut failed"
 cp --preserve=timestamps "$root1/boot/vmlinuz-$kver" "$root1/usr/lib/modules/$kver/vmlinuz"
 chmod 0644 "$root1/usr/lib/modules/$kver/initrd" "$root1/usr/lib/modules/$kver/vmlinuz"
@@ -228,6 +247,7 @@ in_chroot "$root1" lsinitrd "/usr/lib/modules/$kver/initrd" >"$tmp/initrd.list" 
     die "lsinitrd failed on the new initrd"
 grep -q ' usr/lib/systemd/systemd$' "$tmp/initrd.list" || die "initrd has no usr/lib/systemd/systemd"
 grep -Eq '/btrfs\.ko(\.[a-z]+)?$' "$tmp/initrd.list" || die "initrd has no btrfs.ko"
+grep -Eq '/efivarfs\.ko(\.[a-z]+)?$' "$tmp/initrd.list" || die "initrd has no efivarfs.ko"
 rm -f "$tmp/initrd.list"
 
 # Leftovers of the kernel package's initrd handling, if any: strata takes the kernel and
