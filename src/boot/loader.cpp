@@ -64,6 +64,7 @@ bool is_default_line(std::string_view line) {
 
 // Why EFI variables at efivars cannot be read; nullopt when they can.
 std::optional<std::string> unreadable(const std::filesystem::path& efivars) {
+    if (efivars.empty()) return "this is not the running system's boot loader; its EFI variables are not used";
     struct stat st {};
     if (::stat(efivars.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         return "there are no EFI variables ('" + efivars.string() + "' does not exist: not booted with UEFI?)";

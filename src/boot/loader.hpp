@@ -16,7 +16,8 @@
 // entry of root web that has not failed all its tries, which is how a failed new version falls
 // back to the last good one (docs/boot.md).
 //
-// EFI variables live in efivarfs (default /sys/firmware/efi/efivars; tests pass a plain directory):
+// EFI variables live in efivarfs (default /sys/firmware/efi/efivars; tests pass a plain directory;
+// an empty path means the loader is not the running system's, so none are read or written):
 // a file "<Name>-<vendor guid>" holding 4 bytes of attributes (little endian) and the value, for
 // these variables a NUL-terminated UTF-16LE string. strata writes them with attributes
 // NON_VOLATILE|BOOTSERVICE_ACCESS|RUNTIME_ACCESS (0x7) and the loader's vendor GUID

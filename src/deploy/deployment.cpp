@@ -157,6 +157,42 @@ void require_not_in_use(const pool::Pool& pool, const naming::Name& root, const 
                     Fault::InUse);
 }
 
+// / and /usr mounted from subvolumes of this pool, as a system booted from it has them.
+std::optional<Booted> booted_from_mounts(const pool::Pool& pool) {
+    const auto pool_mount = mount::find_mount(pool.path());
+    if (!pool_mount) return std::nullopt;
+    std::optional<std::string> root, usr;
+    for (const auto& m : mount::list_mounts()) {
+        if (m.fstype != "btrfs" || m.source != pool_mount->source || m.fs_root.size() < 2) continue;
+        if (m.target == "/") root = m.fs_root.substr(1);
+        if (m.target == "/usr") usr = m.fs_root.substr(1);
+    }
+    if (!root || !usr) return std::nullopt;
+    return Booted{*root, *usr};
+}
+
+// The deployment the running system booted from, when it booted from this pool: the kernel
+// command line (root=UUID= of this pool, rootflags= and mount.usrflags= subvolumes), else the
+// mount table.
+std::optional<Booted> find_booted(const pool::Pool& pool, const BootTarget& target) {
+    std::ifstream cmdline_file(target.cmdline);
+    std::string cmdline;
+    std::getline(cmdline_file, cmdline);
+    const auto cmd = words(cmdline);
+    if (names_this_pool(cmd, fs_uuid(pool))) {
+        const auto root = subvol_option(cmd, "rootflags"), usr = subvol_option(cmd, "mount.usrflags");
+        if (root && usr) return Booted{*root, *usr};
+    }
+    return booted_from_mounts(pool);
+}
+
+// The boot loader's EFI variables belong to the running system and its ESP: they count only for
+// a pool it booted from. For any other pool (an image, a disk for another machine) strata reads
+// and writes the `default` of loader.conf on its $BOOT only, never the host's variables.
+std::filesystem::path efivars_for(const std::optional<Booted>& booted, const BootTarget& target) {
+    return booted ? target.efivars : std::filesystem::path();
+}
+
 // What the loader's default names. deploy follows the root: a glob over all the root's entries,
 // of which the loader takes the newest that has tries left, so a new version that fails all its
 // boot tries falls back to the newest one that still boots. set-default and rollback are a choice
@@ -189,11 +225,11 @@ std::string default_pattern(const BootTarget& target, const naming::Name& root, 
 // A default that follows the root's pattern would take up a new entry as soon as it is written,
 // before the database knows the pair: until the last step, the entry the loader boots now is
 // named instead.
-void hold_default(const BootTarget& target, const naming::Name& root, const naming::Name& usr) {
+void hold_default(const BootTarget& target, const std::filesystem::path& efivars, const naming::Name& root,
+                  const naming::Name& usr) {
     const auto pattern = root_entry_pattern(root, usr);
-    if (!pattern || boot::default_entry(loader_dir(target), target.efivars) != *pattern) return;
-    if (const auto now = picked_by(target, *pattern))
-        boot::set_default_entry(loader_dir(target), *now, target.efivars);
+    if (!pattern || boot::default_entry(loader_dir(target), efivars) != *pattern) return;
+    if (const auto now = picked_by(target, *pattern)) boot::set_default_entry(loader_dir(target), *now, efivars);
 }
 
 // The one way a root changes its default deployment (deploy, set-default, rollback).
@@ -201,6 +237,7 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
                      const naming::Name& root, const naming::Name& usr, bool with_state, DefaultKind kind,
                      bool merge = false) {
     RootRecord& rec = db.roots[root.str()];
+    const auto efivars = efivars_for(find_booted(pool, target), target);
     const Dir usr_tree = pool.top().open_dir(usr.str());
     const auto kernel_source = boot::find_kernel(usr_tree);
     if (with_state) {
@@ -236,7 +273,7 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     const auto entry = make_entry(pool, target, rec, root, usr, kernel);
     const auto existing = boot::find_entry(target.boot, id);
     if (!existing || boot::render(existing->entry) != boot::render(entry)) {
-        hold_default(target, root, usr);
+        hold_default(target, efivars, root, usr);
         boot::write_entry(target.boot, id, entry, target.tries == 0 ? std::nullopt : std::optional(target.tries));
     }
     crash_point("deploy:entry");
@@ -247,7 +284,7 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
     save_database(pool, lock, db);
     crash_point("deploy:database");
 
-    boot::set_default_entry(loader_dir(target), default_pattern(target, root, usr, id, kind), target.efivars);
+    boot::set_default_entry(loader_dir(target), default_pattern(target, root, usr, id, kind), efivars);
     crash_point("deploy:default");
 
     for (auto& d : status(pool, target).deployments)
@@ -256,20 +293,6 @@ Deployment switch_to(const pool::Pool& pool, const pool::Lock& lock, const BootT
             return d;
         }
     throw Error("", "", "the new entry '" + id + "' is not listed");
-}
-
-// / and /usr mounted from subvolumes of this pool, as a system booted from it has them.
-std::optional<Booted> booted_from_mounts(const pool::Pool& pool) {
-    const auto pool_mount = mount::find_mount(pool.path());
-    if (!pool_mount) return std::nullopt;
-    std::optional<std::string> root, usr;
-    for (const auto& m : mount::list_mounts()) {
-        if (m.fstype != "btrfs" || m.source != pool_mount->source || m.fs_root.size() < 2) continue;
-        if (m.target == "/") root = m.fs_root.substr(1);
-        if (m.target == "/usr") usr = m.fs_root.substr(1);
-    }
-    if (!root || !usr) return std::nullopt;
-    return Booted{*root, *usr};
 }
 
 struct Located {
@@ -304,19 +327,11 @@ Status status(const pool::Pool& pool, const BootTarget& target) {
     Status st;
     const std::string uuid = fs_uuid(pool);
     const Database db = load_database(pool);
-
-    std::ifstream cmdline_file(target.cmdline);
-    std::string cmdline;
-    std::getline(cmdline_file, cmdline);
-    const auto cmd = words(cmdline);
-    if (names_this_pool(cmd, uuid)) {
-        const auto root = subvol_option(cmd, "rootflags"), usr = subvol_option(cmd, "mount.usrflags");
-        if (root && usr) st.booted = Booted{*root, *usr};
-    }
-    if (!st.booted) st.booted = booted_from_mounts(pool);
-    st.loader_default = boot::default_entry(loader_dir(target), target.efivars);
+    st.booted = find_booted(pool, target);
+    const auto efivars = efivars_for(st.booted, target);
+    st.loader_default = boot::default_entry(loader_dir(target), efivars);
     const auto entries = boot::list_entries(target.boot);
-    st.next_boot = boot::next_boot_entry(entries, loader_dir(target), target.efivars);
+    st.next_boot = boot::next_boot_entry(entries, loader_dir(target), efivars);
 
     for (const auto& file : entries) {
         std::vector<std::string> options;
@@ -402,6 +417,10 @@ naming::Name choose_root(const pool::Pool& pool, const BootTarget* target, const
 void boot_once(const pool::Pool& pool, const BootTarget& target, std::string_view id) {
     with_context("boot once", id, [&] {
         locate(pool, target, id);
+        if (!find_booted(pool, target))
+            throw Error("", "", "the running system did not boot from this pool; a one-shot entry is an EFI variable of "
+                                "the running system (make it the default instead, docs/boot.md)",
+                        Fault::InvalidInput);
         boot::set_oneshot_entry(id, target.efivars);
     });
 }
