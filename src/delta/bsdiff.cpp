@@ -1,0 +1,159 @@
+#include "delta/bsdiff.hpp"
+
+#include <divsufsort.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "base/error.hpp"
+
+namespace strata::delta {
+namespace {
+
+using Index = int64_t;
+
+// Length of the common prefix of a and b.
+Index common_prefix(std::string_view a, std::string_view b) {
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return static_cast<Index>(i);
+}
+
+struct Match {
+    Index position = 0, length = 0;
+};
+
+// The longest match of `wanted`'s prefix among the source's suffixes, by binary search over the
+// suffix array: the two neighbours where `wanted` would sort hold the longest common prefix.
+Match longest_match(const std::vector<saidx_t>& suffixes, std::string_view source, std::string_view wanted) {
+    Index lo = 0, hi = static_cast<Index>(suffixes.size()) - 1;
+    const auto suffix = [&](Index i) { return source.substr(static_cast<size_t>(suffixes[static_cast<size_t>(i)])); };
+    while (hi - lo > 1) {
+        const Index mid = lo + (hi - lo) / 2;
+        const auto s = suffix(mid);
+        const size_t n = std::min(s.size(), wanted.size());
+        if (std::memcmp(s.data(), wanted.data(), n) < 0) lo = mid;
+        else hi = mid;
+    }
+    const Index at_lo = common_prefix(suffix(lo), wanted), at_hi = common_prefix(suffix(hi), wanted);
+    if (at_lo >= at_hi) return {suffixes[static_cast<size_t>(lo)], at_lo};
+    return {suffixes[static_cast<size_t>(hi)], at_hi};
+}
+
+[[noreturn]] void refuse(const std::string& why) { throw Error("apply binary patch", "", why, Fault::InvalidInput); }
+
+}  // namespace
+
+Patch make_patch(std::string_view source, std::string_view target) {
+    if (source.size() >= static_cast<size_t>(std::numeric_limits<saidx_t>::max()))
+        throw Error("make binary patch", "", "the source is too large (2 GiB or more)", Fault::InvalidInput);
+    Patch patch;
+    patch.target_size = target.size();
+    const Index old_size = static_cast<Index>(source.size()), new_size = static_cast<Index>(target.size());
+    const auto at = [](std::string_view s, Index i) { return s[static_cast<size_t>(i)]; };
+
+    std::vector<saidx_t> suffixes(source.size());
+    if (!source.empty() &&
+        divsufsort(reinterpret_cast<const sauchar_t*>(source.data()), suffixes.data(), static_cast<saidx_t>(old_size)) != 0)
+        throw Error("make binary patch", "", "suffix sorting failed");
+
+    Index scan = 0, length = 0, position = 0;
+    Index last_scan = 0, last_position = 0, last_offset = 0;
+    while (scan < new_size) {
+        // Find the next place where a match in the source is clearly better (by more than 8
+        // bytes) than just continuing the previous alignment.
+        Index old_score = 0;
+        Index scored = scan += length;
+        for (; scan < new_size; ++scan) {
+            const Match m = old_size == 0 ? Match{} : longest_match(suffixes, source, target.substr(static_cast<size_t>(scan)));
+            position = m.position;
+            length = m.length;
+            for (; scored < scan + length; ++scored)
+                if (scored + last_offset < old_size && at(source, scored + last_offset) == at(target, scored)) ++old_score;
+            if ((length == old_score && length != 0) || length > old_score + 8) break;
+            if (scan + last_offset < old_size && at(source, scan + last_offset) == at(target, scan)) --old_score;
+        }
+        if (length == old_score && scan != new_size) continue;
+
+        // Extend the previous alignment forward and this one backward as far as they match more
+        // often than not; where they overlap, split at the best point.
+        Index forward = 0;
+        for (Index i = 0, same = 0, best = 0; last_scan + i < scan && last_position + i < old_size;) {
+            if (at(source, last_position + i) == at(target, last_scan + i)) ++same;
+            ++i;
+            if (same * 2 - i > best * 2 - forward) {
+                best = same;
+                forward = i;
+            }
+        }
+        Index backward = 0;
+        if (scan < new_size) {
+            for (Index i = 1, same = 0, best = 0; scan >= last_scan + i && position >= i; ++i) {
+                if (at(source, position - i) == at(target, scan - i)) ++same;
+                if (same * 2 - i > best * 2 - backward) {
+                    best = same;
+                    backward = i;
+                }
+            }
+        }
+        if (last_scan + forward > scan - backward) {
+            const Index overlap = (last_scan + forward) - (scan - backward);
+            Index split = 0;
+            for (Index i = 0, score = 0, best = 0; i < overlap; ++i) {
+                if (at(target, last_scan + forward - overlap + i) == at(source, last_position + forward - overlap + i)) ++score;
+                if (at(target, scan - backward + i) == at(source, position - backward + i)) --score;
+                if (score > best) {
+                    best = score;
+                    split = i + 1;
+                }
+            }
+            forward += split - overlap;
+            backward -= split;
+        }
+
+        for (Index i = 0; i < forward; ++i)
+            patch.diff += static_cast<char>(at(target, last_scan + i) - at(source, last_position + i));
+        const Index extra_begin = last_scan + forward, extra_end = scan - backward;
+        patch.extra.append(target.substr(static_cast<size_t>(extra_begin), static_cast<size_t>(extra_end - extra_begin)));
+        patch.controls.push_back({static_cast<uint64_t>(forward), static_cast<uint64_t>(extra_end - extra_begin),
+                                  (position - backward) - (last_position + forward)});
+        last_scan = scan - backward;
+        last_position = position - backward;
+        last_offset = position - scan;
+    }
+    return patch;
+}
+
+std::string apply_patch(std::string_view source, const Patch& patch) {
+    std::string out;
+    if (patch.target_size > (uint64_t{1} << 40)) refuse("the target size is implausible");
+    out.reserve(static_cast<size_t>(patch.target_size));
+    uint64_t diff_at = 0, extra_at = 0;
+    int64_t source_at = 0;
+    for (const auto& c : patch.controls) {
+        if (c.add > patch.target_size - out.size() || c.copy > patch.target_size - out.size() - c.add)
+            refuse("the patch makes more than its target size");
+        if (c.add > patch.diff.size() - diff_at || c.copy > patch.extra.size() - extra_at)
+            refuse("the patch's blocks are shorter than its controls say");
+        if (c.add > 0 && (source_at < 0 || static_cast<uint64_t>(source_at) > source.size() ||
+                          c.add > source.size() - static_cast<uint64_t>(source_at)))
+            refuse("the patch reads outside its source");
+        for (uint64_t i = 0; i < c.add; ++i)
+            out += static_cast<char>(patch.diff[diff_at + i] + source[static_cast<size_t>(source_at) + i]);
+        diff_at += c.add;
+        out.append(patch.extra, extra_at, c.copy);
+        extra_at += c.copy;
+        const int64_t moved = static_cast<int64_t>(c.add) + c.seek;
+        if ((moved > 0 && source_at > std::numeric_limits<int64_t>::max() - moved) ||
+            (moved < 0 && source_at < std::numeric_limits<int64_t>::min() - moved))
+            refuse("the patch seeks out of range");
+        source_at += moved;
+    }
+    if (out.size() != patch.target_size) refuse("the patch makes fewer bytes than its target size");
+    if (diff_at != patch.diff.size() || extra_at != patch.extra.size()) refuse("the patch has bytes no control uses");
+    return out;
+}
+
+}  // namespace strata::delta

@@ -1,0 +1,121 @@
+// Binary diffs (src/delta/bsdiff.hpp): every patch round-trips, similar code diffs into mostly
+// zeros, and a hostile patch is refused before it makes more than it announced.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "base/error.hpp"
+#include "delta/bsdiff.hpp"
+#include "support/errors.hpp"
+
+using namespace strata;
+using namespace strata::delta;
+
+namespace {
+
+std::string random_bytes(std::mt19937& rng, size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+    return s;
+}
+
+// A mutation of s: some bytes changed, some stretches inserted, removed or moved.
+std::string mutate(std::mt19937& rng, std::string s) {
+    const int edits = 1 + static_cast<int>(rng() % 8);
+    for (int e = 0; e < edits; ++e) {
+        const size_t at = s.empty() ? 0 : rng() % s.size();
+        switch (rng() % 4) {
+        case 0:
+            if (!s.empty()) s[at] = static_cast<char>(rng() & 0xff);
+            break;
+        case 1: s.insert(at, random_bytes(rng, rng() % 64)); break;
+        case 2: s.erase(at, rng() % 64); break;
+        case 3: {
+            const std::string piece = s.substr(at, rng() % 256);
+            s.erase(at, piece.size());
+            s.insert(s.empty() ? 0 : rng() % s.size(), piece);
+            break;
+        }
+        }
+    }
+    return s;
+}
+
+void check_round_trip(const std::string& source, const std::string& target) {
+    const Patch p = make_patch(source, target);
+    CHECK(p.target_size == target.size());
+    CHECK(apply_patch(source, p) == target);
+}
+
+}  // namespace
+
+TEST_CASE("binary patches round-trip, also at the edges") {
+    check_round_trip("", "");
+    check_round_trip("", "all new");
+    check_round_trip("all gone", "");
+    check_round_trip("same bytes", "same bytes");
+    check_round_trip("the quick brown fox", "the quick red fox jumps");
+    check_round_trip(std::string(10000, 'a'), std::string(10001, 'a'));
+    std::mt19937 rng(42);
+    for (int i = 0; i < 200; ++i) {
+        CAPTURE(i);
+        const auto source = random_bytes(rng, rng() % 4096);
+        check_round_trip(source, mutate(rng, source));
+    }
+}
+
+TEST_CASE("code that moved diffs into mostly zeros, and patches are deterministic") {
+    // "Machine code": 28 bytes of instructions and a 4-byte address per record; the new version
+    // inserts 100 bytes at the start, so every record moves and its address grows by 100.
+    std::mt19937 rng(7);
+    std::string source, target = random_bytes(rng, 100);
+    for (uint32_t i = 0; i < 5000; ++i) {
+        const std::string opcode = random_bytes(rng, 28);
+        const uint32_t address = 1000 + 32 * i;
+        source += opcode;
+        target += opcode;
+        for (int b = 0; b < 4; ++b) {
+            source += static_cast<char>((address >> (8 * b)) & 0xff);
+            target += static_cast<char>(((address + 100) >> (8 * b)) & 0xff);
+        }
+    }
+    const Patch p = make_patch(source, target);
+    CHECK(apply_patch(source, p) == target);
+    CHECK(p.extra.size() < 1000);  // the 100 inserted bytes and little else
+    const auto zeros = std::count(p.diff.begin(), p.diff.end(), '\0');
+    CHECK(static_cast<double>(zeros) > 0.8 * static_cast<double>(p.diff.size()));
+    CHECK(make_patch(source, target) == p);
+}
+
+TEST_CASE("a hostile or damaged patch is refused with the reason") {
+    const std::string source = "0123456789abcdefghij", target = "0123456789ABCDEFGHIJ tail";
+    const Patch good = make_patch(source, target);
+    REQUIRE(apply_patch(source, good) == target);
+    const auto refused = [&](Patch p) { return test::error_of([&] { apply_patch(source, p); }); };
+
+    Patch p = good;
+    p.target_size += 1;
+    CHECK(refused(p) == "apply binary patch: the patch makes fewer bytes than its target size");
+    p = good;
+    p.target_size -= 1;
+    CHECK(refused(p) == "apply binary patch: the patch makes more than its target size");
+    p = good;
+    p.diff.pop_back();
+    CHECK(refused(p) == "apply binary patch: the patch's blocks are shorter than its controls say");
+    p = good;
+    p.extra += "x";
+    CHECK(refused(p) == "apply binary patch: the patch has bytes no control uses");
+    // Reading before the start or past the end of the source.
+    p = Patch{4, {{4, 0, 0}}, std::string(4, '\0'), ""};
+    CHECK(apply_patch("abcd", p) == "abcd");
+    CHECK(test::error_of([&] { apply_patch("abc", p); }) == "apply binary patch: the patch reads outside its source");
+    p = Patch{8, {{0, 0, -1}, {8, 0, 0}}, std::string(8, '\0'), ""};
+    CHECK(test::error_of([&] { apply_patch(std::string(20, 'x'), p); }) ==
+          "apply binary patch: the patch reads outside its source");
+    p = Patch{1, {{0, 0, INT64_MAX}, {0, 0, INT64_MAX}, {1, 0, 0}}, std::string(1, '\0'), ""};
+    CHECK(test::error_of([&] { apply_patch("x", p); }) == "apply binary patch: the patch seeks out of range");
+    p = Patch{uint64_t{1} << 50, {}, "", ""};
+    CHECK(test::error_of([&] { apply_patch("x", p); }) == "apply binary patch: the target size is implausible");
+}
