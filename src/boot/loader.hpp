@@ -7,7 +7,7 @@
 // All three hold a glob that sd-boot matches case-insensitively against entry ids. sd-boot 252
 // (Debian 12) takes the whole file name as the id, boot counter included ("<id>+2-1.conf"); later
 // versions and bootctl drop the counter ("<id>.conf"). strata writes "<pattern>[.+]*", where the
-// pattern is an entry id or an id with '*' for one '+'-separated field (boot/names.hpp): that
+// pattern is an entry id, or one with '*' for a '+'-separated field (boot/names.hpp): that
 // matches both kinds of id at every counter stage, and no other entry, as long as no other id
 // starts with "<id>." or "<id>+" — which deployment ids guarantee by ending in the arch.
 //
@@ -39,7 +39,7 @@ inline constexpr std::string_view loader_vendor_guid = "4a67b082-0a4c-41cf-b6c7-
 // loader.conf there only; BootDir::loader_dir()), replacing any `default` lines and keeping every
 // other line as it was, atomically; creates the file if needed. When efivarfs is mounted and
 // writable, also sets LoaderEntryDefault, which would otherwise override loader.conf. pattern: an
-// entry id, or an id with '*' standing for whole fields (valid_entry_pattern).
+// entry id, or an id in which '*' stands for a run of id characters (valid_entry_pattern).
 void set_default_entry(const Dir& loader, std::string_view pattern, const std::filesystem::path& efivars = default_efivars);
 
 // The default strata set: LoaderEntryDefault when efivarfs has it, else the `default` line of
