@@ -1,9 +1,31 @@
 #include "deploy/remove.hpp"
 
+#include <set>
+#include <utility>
+
 #include "boot/entries.hpp"
+#include "boot/kernel.hpp"
 #include "deploy/database.hpp"
 
 namespace strata::deploy {
+namespace {
+
+// The kernel copies of removed usr versions ($BOOT/<vendor>/<version>/), unless a usr of the same
+// vendor and version (another arch) is still in the pool: the rule gc applies.
+void remove_unused_kernels(const pool::Pool& pool, const BootTarget& target, const std::vector<vendor::Removal>& removed) {
+    std::set<std::pair<std::string, std::string>> remaining;
+    for (const auto& s : pool.list())
+        if (s.typed && s.typed->kind() == naming::Kind::Usr)
+            remaining.emplace(s.typed->vendor_id(), s.typed->version());
+    for (const auto& r : removed) {
+        const auto name = naming::Name::try_parse(r.name);
+        if (!name || name->kind() != naming::Kind::Usr) continue;
+        if (!remaining.contains({std::string(name->vendor_id()), std::string(name->version())}))
+            boot::remove_kernel(target.boot, name->vendor_id(), name->version());
+    }
+}
+
+}  // namespace
 
 std::vector<vendor::Removal> remove_vendor_trees(const pool::Pool& pool, const pool::Lock& lock, const BootTarget* target,
                                                  const std::vector<std::string>& names, bool force, bool dry_run) {
@@ -33,7 +55,9 @@ std::vector<vendor::Removal> remove_vendor_trees(const pool::Pool& pool, const p
         }
     }
     if (!plan.empty()) save_database(pool, lock, db);
-    return vendor::remove_vendor_trees(pool, lock, names, {.force = true, .dry_run = false, .more_uses = {}});
+    auto removed = vendor::remove_vendor_trees(pool, lock, names, {.force = true, .dry_run = false, .more_uses = {}});
+    if (target) remove_unused_kernels(pool, *target, removed);
+    return removed;
 }
 
 }  // namespace strata::deploy

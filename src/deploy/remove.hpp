@@ -1,8 +1,9 @@
 #pragma once
 // Removing vendor trees with deployments in mind: a usr that a boot entry boots, that is a root's
 // default or that a pin keeps is in use, like a mounted one. Forced, its entries go first (no
-// entry may point at a missing tree), then the records, then the trees. Without a $BOOT (target
-// null: a build host) only the records count.
+// entry may point at a missing tree), then the records, then the trees, then the kernel copies
+// on $BOOT that no remaining usr needs. Without a $BOOT (target null: a build host) only the
+// records count.
 #include <string>
 #include <vector>
 

@@ -386,9 +386,13 @@ TEST_CASE("remove refuses a deployed usr and --force takes its entry away first"
                                "remove '" + usr("1") + "': in use (boot entry '" + entry_id("1") + "'); --force removes it anyway");
     CHECK(w.entry_files() == entries);
     CHECK(fs::exists(w.mnt / usr("1")));
+    REQUIRE(fs::exists(w.boot / "org.example.Demo/1/linux"));
     require_ok(w.run({"remove", usr("1"), "--force"}));
     CHECK_FALSE(fs::exists(w.mnt / usr("1")));
     for (const auto& f : w.entry_files()) CHECK(f.find(entry_id("1")) == std::string::npos);
+    // Its kernel copy went with it; the other version's stays.
+    CHECK_FALSE(fs::exists(w.boot / "org.example.Demo/1"));
+    CHECK(slurp(w.boot / "org.example.Demo/2/linux") == "kernel 2\n");
     const auto st = w.status();
     REQUIRE(st["deployments"].size() == 1);
     CHECK(st["deployments"][0]["usr"] == usr("2"));
