@@ -9,34 +9,17 @@
 #include <string_view>
 
 #include "base/error.hpp"
-#include "stream/crc32c.hpp"
+#include "stream/protocol.hpp"
 
 namespace strata::stream {
 namespace {
 
 // ---- The format, as the kernel defines it (fs/btrfs/send.h) ---------------------------------
 
-constexpr std::string_view stream_magic{"btrfs-stream\0", 13};
 constexpr uint32_t min_version = 1;
 constexpr uint32_t max_version = 2;  // v3 (fs-verity) is only sent by debug kernels
 constexpr size_t path_max = 4096;    // PATH_MAX, which counts the terminating NUL
 constexpr size_t name_max = 255;     // one directory entry; also XATTR_NAME_MAX
-
-enum class Cmd : uint16_t {
-    Subvol = 1, Snapshot, Mkfile, Mkdir, Mknod, Mkfifo, Mksock, Symlink, Rename, Link, Unlink, Rmdir,
-    SetXattr, RemoveXattr, Write, Clone, Truncate, Chmod, Chown, Utimes, End, UpdateExtent,  // v1
-    Fallocate, Fileattr, EncodedWrite,                                                       // v2
-    EnableVerity,                                                                            // v3
-};
-
-enum class Attr : uint16_t {
-    Uuid = 1, Ctransid, Ino, Size, Mode, Uid, Gid, Rdev, Ctime, Mtime, Atime, Otime, XattrName,
-    XattrData, Path, PathTo, PathLink, FileOffset, Data, CloneUuid, CloneCtransid, ClonePath,
-    CloneOffset, CloneLen,                                                                    // v1
-    FallocateMode, Fileattr, UnencodedFileLen, UnencodedLen, UnencodedOffset, Compression,
-    Encryption,                                                                               // v2
-    VerityAlgorithm, VerityBlockSize, VeritySaltData, VeritySigData,                          // v3
-};
 
 // How an attribute's value is checked. Fixed-size kinds must have exactly their size, as
 // btrfs-progs requires; Path values are checked by the role they play in their command.
@@ -161,20 +144,6 @@ static_assert(attribute_table.size() <= 64, "AttrSet has one bit per attribute t
     std::string quoted(value.substr(0, shown));
     if (value.size() > shown) quoted += "...";
     throw Error(attribute, quoted, reason, Fault::InvalidInput);
-}
-
-uint64_t load_le(std::span<const std::byte> bytes, size_t offset, size_t width) {
-    uint64_t value = 0;
-    for (size_t i = width; i-- > 0;) value = value << 8 | std::to_integer<uint64_t>(bytes[offset + i]);
-    return value;
-}
-
-uint16_t load_le16(std::span<const std::byte> bytes, size_t offset) {
-    return static_cast<uint16_t>(load_le(bytes, offset, 2));
-}
-
-uint32_t load_le32(std::span<const std::byte> bytes, size_t offset) {
-    return static_cast<uint32_t>(load_le(bytes, offset, 4));
 }
 
 std::string_view as_text(std::span<const std::byte> bytes) {
@@ -420,11 +389,7 @@ void check_position(Cmd command, uint64_t index) {
 }
 
 void check_crc(std::span<const std::byte> header, std::span<const std::byte> payload) {
-    constexpr size_t crc_offset = 6;
-    std::array<std::byte, 10> zeroed{};
-    std::copy(header.begin(), header.begin() + crc_offset, zeroed.begin());
-    const uint32_t crc = crc32c_update(crc32c_update(0, zeroed), payload);
-    if (crc != load_le32(header, crc_offset)) reject("CRC32C mismatch");
+    if (command_crc(header, payload) != load_le32(header, command_crc_offset)) reject("CRC32C mismatch");
 }
 
 void record(StreamSummary& summary, Cmd command, const Attributes& attributes) {

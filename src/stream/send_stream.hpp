@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/progress.hpp"
+#include "stream/protocol.hpp"
 
 namespace strata::stream {
 
@@ -83,8 +84,6 @@ public:
 
 private:
     enum class Phase { StreamHeader, CommandHeader, CommandPayload, Ended, Failed };
-    static constexpr size_t stream_header_size = 17;
-    static constexpr size_t command_header_size = 10;
 
     void feed_unchecked(std::span<const std::byte> data);
     void on_unit(std::span<const std::byte> unit);

@@ -1,0 +1,55 @@
+#pragma once
+// The btrfs send stream format as the kernel defines it (fs/btrfs/send.h), shared by strata's
+// validator (send_stream.hpp) and by code that rewrites streams (the delta payload): command and
+// attribute numbers, the framing, and the checksum of a command. docs/send-stream.md.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace strata::stream {
+
+inline constexpr std::string_view stream_magic{"btrfs-stream\0", 13};
+inline constexpr size_t stream_header_size = 17;   // magic + u32 version
+inline constexpr size_t command_header_size = 10;  // u32 payload length, u16 type, u32 crc32c
+inline constexpr size_t command_crc_offset = 6;
+
+enum class Cmd : uint16_t {
+    Subvol = 1, Snapshot, Mkfile, Mkdir, Mknod, Mkfifo, Mksock, Symlink, Rename, Link, Unlink, Rmdir,
+    SetXattr, RemoveXattr, Write, Clone, Truncate, Chmod, Chown, Utimes, End, UpdateExtent,  // v1
+    Fallocate, Fileattr, EncodedWrite,                                                       // v2
+    EnableVerity,                                                                            // v3
+};
+
+enum class Attr : uint16_t {
+    Uuid = 1, Ctransid, Ino, Size, Mode, Uid, Gid, Rdev, Ctime, Mtime, Atime, Otime, XattrName,
+    XattrData, Path, PathTo, PathLink, FileOffset, Data, CloneUuid, CloneCtransid, ClonePath,
+    CloneOffset, CloneLen,                                                                    // v1
+    FallocateMode, Fileattr, UnencodedFileLen, UnencodedLen, UnencodedOffset, Compression,
+    Encryption,                                                                               // v2
+    VerityAlgorithm, VerityBlockSize, VeritySaltData, VeritySigData,                          // v3
+};
+
+// Little-endian integers at offset (the caller has checked the bounds).
+inline uint64_t load_le(std::span<const std::byte> bytes, size_t offset, size_t width) {
+    uint64_t value = 0;
+    for (size_t i = width; i-- > 0;) value = value << 8 | std::to_integer<uint64_t>(bytes[offset + i]);
+    return value;
+}
+inline uint16_t load_le16(std::span<const std::byte> bytes, size_t offset) {
+    return static_cast<uint16_t>(load_le(bytes, offset, 2));
+}
+inline uint32_t load_le32(std::span<const std::byte> bytes, size_t offset) {
+    return static_cast<uint32_t>(load_le(bytes, offset, 4));
+}
+inline uint64_t load_le64(std::span<const std::byte> bytes, size_t offset) { return load_le(bytes, offset, 8); }
+
+// The checksum a command header carries: crc32c (seed 0, no inversion, as btrfs computes it)
+// over the header with its crc field zeroed, then the payload.
+uint32_t command_crc(std::span<const std::byte> header, std::span<const std::byte> payload) noexcept;
+
+// A whole command, header and checksum included, from its type and payload (the attributes).
+std::string make_command(Cmd type, std::string_view payload);
+
+}  // namespace strata::stream
