@@ -1,5 +1,6 @@
 // Binary diffs (src/delta/bsdiff.hpp): every patch round-trips, similar code diffs into mostly
-// zeros, and a hostile patch is refused before it makes more than it announced.
+// zeros, and a hostile patch is refused before it makes more than it announced. Predecessors
+// (src/delta/predecessors.hpp): which parent file a changed file is diffed against.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
+#include "delta/predecessors.hpp"
 #include "support/errors.hpp"
 
 using namespace strata;
@@ -118,4 +120,41 @@ TEST_CASE("a hostile or damaged patch is refused with the reason") {
     CHECK(test::error_of([&] { apply_patch("x", p); }) == "apply binary patch: the patch seeks out of range");
     p = Patch{uint64_t{1} << 50, {}, "", ""};
     CHECK(test::error_of([&] { apply_patch("x", p); }) == "apply binary patch: the target size is implausible");
+}
+
+// ---- Predecessors (src/delta/predecessors.hpp) ---------------------------------------------
+
+TEST_CASE("digit runs read as one token") {
+    CHECK(digits_as_tokens("lib/modules/6.1.0-56/kernel/e1000.ko") == "lib/modules/#.#.#-#/kernel/e#.ko");
+    CHECK(digits_as_tokens("") == "");
+    CHECK(digits_as_tokens("123") == "#");
+    CHECK(digits_as_tokens("libfoo.so.1.2.10") == "libfoo.so.#.#.#");
+}
+
+TEST_CASE("a changed file's predecessor: same path, then version tokens, then the file name") {
+    const auto parent = ParentFiles::from_list({
+        {"usr/bin/tool", 10},
+        {"lib/modules/6.1.0-50/kernel/net/e1000.ko", 20},
+        {"lib/modules/6.1.0-50/kernel/sound/e1000.ko", 21},
+        {"lib/libcurl.so.4.8.0", 30},
+        {"share/doc/a/README", 40},
+        {"share/doc/b/README", 41},
+        {"lib/x86_64/libssl.so.3", 50},
+    });
+    CHECK(parent.count() == 7);
+    CHECK(parent.predecessor("usr/bin/tool") == "usr/bin/tool");
+    // The kernel moved from -50 to -56: same place under the old version, not the other e1000.ko.
+    CHECK(parent.predecessor("lib/modules/6.1.0-56/kernel/net/e1000.ko") == "lib/modules/6.1.0-50/kernel/net/e1000.ko");
+    CHECK(parent.predecessor("lib/modules/6.1.0-56/kernel/sound/e1000.ko") == "lib/modules/6.1.0-50/kernel/sound/e1000.ko");
+    CHECK(parent.predecessor("lib/libcurl.so.4.8.1") == "lib/libcurl.so.4.8.0");
+    // Moved to another directory: the file name finds it; of two equal ones the closest, then the first.
+    CHECK(parent.predecessor("opt/tool") == "usr/bin/tool");
+    CHECK(parent.predecessor("share/doc/b2/README") == "share/doc/a/README");
+    CHECK(parent.predecessor("share/doc/b/x/README") == "share/doc/b/README");
+    CHECK(parent.predecessor("lib/aarch64/libssl.so.4") == "lib/x86_64/libssl.so.3");
+    CHECK_FALSE(parent.predecessor("etc/new.conf").has_value());
+    CHECK(parent.of_size(40) == std::vector<std::string>{"share/doc/a/README"});
+    CHECK(parent.of_size(99).empty());
+    CHECK(parent.size_of("lib/libcurl.so.4.8.0") == 30);
+    CHECK_FALSE(parent.size_of("nope").has_value());
 }

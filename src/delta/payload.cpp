@@ -1,0 +1,571 @@
+#include "delta/payload.hpp"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/error.hpp"
+#include "delta/bsdiff.hpp"
+#include "delta/predecessors.hpp"
+#include "sign/sha256.hpp"
+#include "stream/protocol.hpp"
+
+namespace strata::delta {
+namespace {
+
+using stream::Attr;
+using stream::Cmd;
+
+enum class RecordType : uint8_t { Raw = 'R', Writes = 'W', End = 'E' };
+enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2 };
+
+constexpr size_t record_header_size = 9;  // u8 type, u64 length
+constexpr size_t max_write_prefix = 64u << 10;
+constexpr size_t max_writes_per_group = 1u << 16;
+constexpr size_t raw_batch_bytes = 1u << 20;
+constexpr size_t path_max = 4096;
+
+std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+void put(std::string& out, uint64_t value, size_t width) {
+    for (size_t i = 0; i < width; ++i) out += static_cast<char>(value >> (8 * i));
+}
+
+// Decoding errors get "decode delta payload: record N: " as they leave the decoder.
+[[noreturn]] void refuse(const std::string& why) { throw Error("", "", why, Fault::InvalidInput); }
+
+// Reads the fields of a record in order, refusing to run past its end.
+class RecordReader {
+public:
+    explicit RecordReader(std::string_view body) : body_(body) {}
+    uint64_t number(size_t width) {
+        const auto b = take(width);
+        return stream::load_le(bytes_of(b), 0, width);
+    }
+    std::string_view take(uint64_t n) {
+        if (n > body_.size() - pos_) refuse("record ends early");
+        const auto part = body_.substr(pos_, n);
+        pos_ += n;
+        return part;
+    }
+    uint64_t left() const { return body_.size() - pos_; }
+
+private:
+    std::string_view body_;
+    size_t pos_ = 0;
+};
+
+// A parent file's path as a payload names it: relative, no '.', '..' or empty components.
+void check_source_path(std::string_view path) {
+    if (path.empty() || path.size() >= path_max) refuse("source path empty or too long");
+    if (path.front() == '/') refuse("source path '" + std::string(path) + "' is absolute");
+    size_t start = 0;
+    while (start <= path.size()) {
+        const auto slash = std::min(path.find('/', start), path.size());
+        const auto part = path.substr(start, slash - start);
+        if (part.empty() || part == "." || part == "..")
+            refuse("source path '" + std::string(path) + "' has an empty, '.' or '..' component");
+        if (part.find('\0') != std::string_view::npos) refuse("source path contains a NUL byte");
+        start = slash + 1;
+    }
+}
+
+// length bytes at offset of a regular file of the tree. The kernel resolves the path beneath the
+// tree and refuses symlinks on the way, so a payload cannot make the client read elsewhere.
+std::string read_source(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length) {
+    open_how how{};
+    how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    Fd fd(static_cast<int>(syscall(SYS_openat2, tree.fd(), path.c_str(), &how, sizeof how)));
+    if (!fd) throw_errno("open parent file", path);
+    struct stat st {};
+    check_errno(fstat(fd.get(), &st), "stat parent file", path);
+    if (!S_ISREG(st.st_mode)) throw Error("read parent file", path, "not a regular file", Fault::InvalidInput);
+    if (offset > static_cast<uint64_t>(st.st_size) || length > static_cast<uint64_t>(st.st_size) - offset)
+        throw Error("read parent file", path, "shorter than the payload needs (a wrong or modified parent)");
+    std::string data(length, '\0');
+    size_t done = 0;
+    while (done < length) {
+        const ssize_t n = pread(fd.get(), data.data() + done, length - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("read parent file", path);
+        if (n == 0) throw Error("read parent file", path, "changed while read");
+        done += static_cast<size_t>(n);
+    }
+    return data;
+}
+
+// ---- Reading the send stream (the publisher's own, from its own btrfs send) ------------------
+
+struct Command {
+    Cmd type{};
+    std::string bytes;  // header and payload
+    std::string_view payload() const { return std::string_view(bytes).substr(stream::command_header_size); }
+};
+
+class CommandFile {
+public:
+    CommandFile(int fd) : fd_(fd) {
+        if (lseek(fd_, 0, SEEK_SET) < 0) throw_errno("seek send stream", "");
+        header_ = read_exactly(stream::stream_header_size, true);
+        if (header_.size() != stream::stream_header_size || !header_.starts_with(stream::stream_magic))
+            throw Error("encode delta payload", "", "not a btrfs send stream", Fault::InvalidInput);
+        version_ = static_cast<uint32_t>(stream::load_le32(bytes_of(header_), stream::stream_magic.size()));
+    }
+    const std::string& header() const { return header_; }
+    uint32_t version() const { return version_; }
+
+    std::optional<Command> next() {
+        auto head = read_exactly(stream::command_header_size, true);
+        if (head.empty()) return std::nullopt;
+        const auto length = stream::load_le32(bytes_of(head), 0);
+        Command command{static_cast<Cmd>(stream::load_le16(bytes_of(head), 4)), std::move(head)};
+        command.bytes += read_exactly(length, false);
+        return command;
+    }
+
+private:
+    std::string read_exactly(size_t n, bool end_allowed) {
+        std::string data(n, '\0');
+        const size_t got = read_full(fd_, data.data(), n, "send stream");
+        if (got == 0 && end_allowed) return {};
+        if (got != n) throw Error("encode delta payload", "", "send stream ends inside a command", Fault::InvalidInput);
+        return data;
+    }
+    int fd_;
+    std::string header_;
+    uint32_t version_ = 0;
+};
+
+// A command's attributes by type (the kernel sends each at most once; a stream strata's own
+// btrfs send just wrote). `data_at` is where the data value starts in the payload.
+struct Attributes {
+    std::map<uint16_t, std::string_view> values;
+    size_t data_at = 0;
+    std::optional<std::string_view> get(Attr attr) const {
+        const auto it = values.find(static_cast<uint16_t>(attr));
+        if (it == values.end()) return std::nullopt;
+        return it->second;
+    }
+};
+
+Attributes split(std::string_view payload, uint32_t version) {
+    Attributes attrs;
+    const auto bytes = bytes_of(payload);
+    size_t pos = 0;
+    while (pos + 2 <= payload.size()) {
+        const uint16_t type = stream::load_le16(bytes, pos);
+        pos += 2;
+        size_t length = payload.size() - pos;
+        if (version == 1 || type != static_cast<uint16_t>(Attr::Data)) {
+            if (pos + 2 > payload.size()) break;
+            length = stream::load_le16(bytes, pos);
+            pos += 2;
+        }
+        if (length > payload.size() - pos) break;
+        if (type == static_cast<uint16_t>(Attr::Data)) attrs.data_at = pos;
+        attrs.values.emplace(type, payload.substr(pos, length));
+        pos += length;
+    }
+    return attrs;
+}
+
+// Files the stream creates under a temporary name ("o<ino>-<gen>-<n>") and renames later:
+// their data is written under the temporary name, their predecessor is found by the final one.
+bool is_orphan_name(std::string_view name) {
+    if (name.size() < 6 || name[0] != 'o') return false;
+    int dashes = 0;
+    for (char c : name.substr(1)) {
+        if (c == '-') ++dashes;
+        else if (c < '0' || c > '9') return false;
+    }
+    return dashes == 2;
+}
+
+class FinalNames {
+public:
+    void learn(const Command& command, uint32_t version) {
+        if (command.type != Cmd::Rename) return;
+        const auto attrs = split(command.payload(), version);
+        const auto from = attrs.get(Attr::Path), to = attrs.get(Attr::PathTo);
+        if (!from || !to) return;
+        const auto slash = from->rfind('/');
+        if (is_orphan_name(slash == std::string_view::npos ? *from : from->substr(slash + 1)))
+            renames_.emplace(std::string(*from), std::string(*to));
+    }
+    // The path with every temporary directory or file name on it replaced by its final one.
+    std::string resolve(std::string path) const {
+        for (int round = 0; round < 64; ++round) {
+            bool changed = false;
+            for (size_t end = path.size(); end != std::string::npos && end > 0; end = path.rfind('/', end - 1)) {
+                const auto it = renames_.find(path.substr(0, end));
+                if (it != renames_.end()) {
+                    path = it->second + path.substr(end);
+                    changed = true;
+                    break;
+                }
+                if (end == 0) break;
+            }
+            if (!changed) break;
+        }
+        return path;
+    }
+
+private:
+    std::map<std::string, std::string> renames_;
+};
+
+size_t compressed_estimate(std::string_view data) {
+    if (data.empty()) return 0;
+    std::string out(ZSTD_compressBound(data.size()), '\0');
+    const size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 1);
+    return ZSTD_isError(n) ? data.size() : n;
+}
+
+// One run of write commands to one file at consecutive offsets.
+struct Group {
+    std::string path;  // as the stream names it at the time of the writes
+    uint64_t offset = 0;
+    std::vector<std::string> prefixes;  // each command's payload before its data value
+    std::vector<uint32_t> lengths;
+    std::string data;
+};
+
+class Encoder {
+public:
+    Encoder(const Dir& parent, const FinalNames& names, const Sink& out)
+        : parent_(parent), files_(ParentFiles::scan(parent)), names_(names), out_(out) {
+        emit(std::string(payload_magic));
+    }
+
+    void raw(std::string_view bytes) {
+        flush_group();
+        pending_raw_ += bytes;
+        if (pending_raw_.size() >= raw_batch_bytes) flush_raw();
+    }
+
+    void write(const Command& command, uint32_t version) {
+        const auto attrs = split(command.payload(), version);
+        const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
+        // Only the kernel's layout (data last) is rebuilt from parts; anything else goes as it is.
+        if (!path || !offset || offset->size() != 8 || !data || data->empty() ||
+            attrs.data_at + data->size() != command.payload().size()) {
+            raw(command.bytes);
+            return;
+        }
+        const uint64_t at = stream::load_le64(bytes_of(*offset), 0);
+        if (group_ && (group_->path != *path || group_->offset + group_->data.size() != at ||
+                       group_->data.size() + data->size() > max_group_bytes))
+            flush_group();
+        flush_raw();
+        if (!group_) group_ = Group{std::string(*path), at, {}, {}, {}};
+        group_->prefixes.emplace_back(command.payload().substr(0, attrs.data_at));
+        group_->lengths.push_back(static_cast<uint32_t>(data->size()));
+        group_->data += *data;
+    }
+
+    EncodeStats finish() {
+        flush_group();
+        flush_raw();
+        emit_record(RecordType::End, "");
+        return stats_;
+    }
+
+private:
+    void emit(std::string_view bytes) {
+        stats_.body_bytes += bytes.size();
+        out_(bytes);
+    }
+    void emit_record(RecordType type, std::string_view body) {
+        std::string head;
+        put(head, static_cast<uint8_t>(type), 1);
+        put(head, body.size(), 8);
+        emit(head);
+        emit(body);
+    }
+    void flush_raw() {
+        if (pending_raw_.empty()) return;
+        emit_record(RecordType::Raw, pending_raw_);
+        pending_raw_.clear();
+    }
+
+    void flush_group() {
+        if (!group_) return;
+        Group g = std::move(*group_);
+        group_.reset();
+        ++stats_.groups;
+        std::string body;
+        put(body, g.prefixes.size(), 4);
+        for (size_t i = 0; i < g.prefixes.size(); ++i) {
+            put(body, g.prefixes[i].size(), 4);
+            body += g.prefixes[i];
+            put(body, g.lengths[i], 4);
+        }
+        sign::Sha256 sha;
+        sha.update(g.data);
+        const auto digest = sha.hex_digest();
+        const auto put_source = [&](Encoding encoding, const std::string& source, uint64_t offset) {
+            put(body, static_cast<uint8_t>(encoding), 1);
+            body += digest;
+            put(body, source.size(), 2);
+            body += source;
+            put(body, offset, 8);
+        };
+        const auto name = names_.resolve(g.path);
+        if (const auto copy = find_copy(name, g)) {
+            put_source(Encoding::Copy, copy->first, copy->second);
+            stats_.copied_bytes += g.data.size();
+        } else if (auto diff = make_diff(name, g)) {
+            put_source(Encoding::Bsdiff, diff->source, diff->source_offset);
+            put(body, diff->source_length, 8);
+            put(body, diff->patch.controls.size(), 4);
+            for (const auto& c : diff->patch.controls) {
+                put(body, c.add, 8);
+                put(body, c.copy, 8);
+                put(body, static_cast<uint64_t>(c.seek), 8);
+            }
+            body += diff->patch.diff;
+            body += diff->patch.extra;
+            stats_.diffed_bytes += g.data.size();
+            stats_.patch_bytes += diff->patch.controls.size() * 24 + diff->patch.diff.size() + diff->patch.extra.size();
+        } else {
+            put(body, static_cast<uint8_t>(Encoding::Literal), 1);
+            body += digest;
+            body += g.data;
+            stats_.literal_bytes += g.data.size();
+        }
+        emit_record(RecordType::Writes, body);
+    }
+
+    // The same bytes at the same offset of the predecessor, or a whole parent file of this size.
+    std::optional<std::pair<std::string, uint64_t>> find_copy(const std::string& name, const Group& g) const {
+        const auto same_at = [&](const std::string& path, uint64_t offset) {
+            const auto size = files_.size_of(path);
+            if (!size || offset > *size || g.data.size() > *size - offset) return false;
+            return read_source(parent_, path, offset, g.data.size()) == g.data;
+        };
+        if (const auto pred = files_.predecessor(name); pred && same_at(*pred, g.offset))
+            return std::pair{*pred, g.offset};
+        if (g.offset != 0) return std::nullopt;
+        constexpr size_t max_candidates = 8;
+        const auto& candidates = files_.of_size(g.data.size());
+        for (size_t i = 0; i < std::min(candidates.size(), max_candidates); ++i)
+            if (same_at(candidates[i], 0)) return std::pair{candidates[i], uint64_t{0}};
+        return std::nullopt;
+    }
+
+    struct Diff {
+        std::string source;
+        uint64_t source_offset = 0, source_length = 0;
+        Patch patch;
+    };
+    // A patch against the predecessor when it is likely to compress smaller than the bytes.
+    std::optional<Diff> make_diff(const std::string& name, const Group& g) const {
+        const auto pred = files_.predecessor(name);
+        if (!pred) return std::nullopt;
+        const uint64_t size = *files_.size_of(*pred);
+        if (size == 0) return std::nullopt;
+        Diff diff{*pred, 0, std::min(size, max_source_bytes), {}};
+        if (size > max_source_bytes) diff.source_offset = std::min(g.offset, size - max_source_bytes);
+        const auto source = read_source(parent_, *pred, diff.source_offset, diff.source_length);
+        diff.patch = make_patch(source, g.data);
+        const size_t patch_cost = diff.patch.controls.size() * 24 + compressed_estimate(diff.patch.diff) +
+                                  compressed_estimate(diff.patch.extra);
+        if (patch_cost >= compressed_estimate(g.data)) return std::nullopt;
+        return diff;
+    }
+
+    const Dir& parent_;
+    ParentFiles files_;
+    const FinalNames& names_;
+    const Sink& out_;
+    std::string pending_raw_;
+    std::optional<Group> group_;
+    EncodeStats stats_;
+};
+
+}  // namespace
+
+EncodeStats encode_payload(int stream_fd, const Dir& parent, const Sink& out) {
+    return with_context("encode delta payload", parent.path().string(), [&] {
+        FinalNames names;
+        {
+            CommandFile file(stream_fd);
+            while (const auto command = file.next()) names.learn(*command, file.version());
+        }
+        CommandFile file(stream_fd);
+        sign::Sha256 sha;
+        uint64_t stream_bytes = file.header().size();
+        sha.update(file.header());
+        Encoder encoder(parent, names, out);
+        encoder.raw(file.header());
+        while (const auto command = file.next()) {
+            sha.update(command->bytes);
+            stream_bytes += command->bytes.size();
+            if (command->type == Cmd::Write) encoder.write(*command, file.version());
+            else encoder.raw(command->bytes);
+        }
+        auto stats = encoder.finish();
+        stats.stream_bytes = stream_bytes;
+        stats.stream_sha256 = sha.hex_digest();
+        return stats;
+    });
+}
+
+// ---- Decoding ------------------------------------------------------------------------------
+
+struct PayloadDecoder::State {
+    Dir parent;
+    Sink out;
+    std::string buffer;
+    size_t consumed = 0;  // of buffer
+    bool magic_seen = false, ended = false;
+    uint64_t records = 0, stream_bytes = 0;
+    sign::Sha256 sha;
+
+    void emit(std::string_view bytes) {
+        sha.update(bytes);
+        stream_bytes += bytes.size();
+        out(bytes);
+    }
+
+    void writes(std::string_view body) {
+        RecordReader r(body);
+        const auto count = r.number(4);
+        if (count == 0 || count > max_writes_per_group) refuse("write group of " + std::to_string(count) + " commands");
+        std::vector<std::string_view> prefixes;
+        std::vector<uint64_t> lengths;
+        uint64_t total = 0;
+        for (uint64_t i = 0; i < count; ++i) {
+            const auto prefix_length = r.number(4);
+            if (prefix_length > max_write_prefix) refuse("write command prefix too long");
+            prefixes.push_back(r.take(prefix_length));
+            lengths.push_back(r.number(4));
+            if (lengths.back() == 0) refuse("write command without data");
+            total += lengths.back();
+        }
+        if (total > max_group_bytes) refuse("write group larger than " + std::to_string(max_group_bytes) + " bytes");
+        const auto encoding = static_cast<Encoding>(r.number(1));
+        const auto digest = r.take(64);
+        std::string data, source_path;
+        if (encoding == Encoding::Literal) {
+            data = r.take(total);
+        } else if (encoding == Encoding::Copy || encoding == Encoding::Bsdiff) {
+            source_path = r.take(r.number(2));
+            check_source_path(source_path);
+            const auto offset = r.number(8);
+            if (encoding == Encoding::Copy) {
+                data = read_source(parent, source_path, offset, total);
+            } else {
+                const auto length = r.number(8);
+                if (length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
+                Patch patch;
+                patch.target_size = total;
+                const auto controls = r.number(4);
+                if (controls > r.left() / 24) refuse("more patch controls than the record holds");
+                uint64_t add = 0, copy = 0;
+                for (uint64_t i = 0; i < controls; ++i) {
+                    Control c{r.number(8), r.number(8), static_cast<int64_t>(r.number(8))};
+                    if (c.add > total || c.copy > total) refuse("patch control longer than its output");
+                    add += c.add, copy += c.copy;
+                    if (add > total || copy > total) refuse("patch controls longer than their output");
+                    patch.controls.push_back(c);
+                }
+                patch.diff = r.take(add);
+                patch.extra = r.take(copy);
+                data = apply_patch(read_source(parent, source_path, offset, length), patch);
+            }
+        } else {
+            refuse("unknown data encoding " + std::to_string(static_cast<unsigned>(encoding)));
+        }
+        if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
+        sign::Sha256 sha_data;
+        sha_data.update(data);
+        if (sha_data.hex_digest() != digest) {
+            if (source_path.empty()) refuse("literal data does not match its digest");
+            throw Error("rebuild file data from", source_path, "does not match its digest (a wrong or modified parent)");
+        }
+        uint64_t at = 0;
+        for (size_t i = 0; i < prefixes.size(); ++i) {
+            std::string payload(prefixes[i]);
+            payload.append(data, at, lengths[i]);
+            at += lengths[i];
+            emit(stream::make_command(Cmd::Write, payload));
+        }
+    }
+
+    void record(RecordType type, std::string_view body) {
+        if (ended) refuse("data after the end record");
+        ++records;
+        switch (type) {
+        case RecordType::Raw: emit(body); break;
+        case RecordType::Writes: writes(body); break;
+        case RecordType::End:
+            if (!body.empty()) refuse("end record with a body");
+            ended = true;
+            break;
+        default: refuse("unknown record type " + std::to_string(static_cast<unsigned>(type)));
+        }
+    }
+
+    void parse() {
+        while (true) {
+            const std::string_view rest = std::string_view(buffer).substr(consumed);
+            if (!magic_seen) {
+                if (rest.size() < payload_magic.size()) break;
+                if (!rest.starts_with(payload_magic)) refuse("not a strata delta payload (bad magic)");
+                magic_seen = true;
+                consumed += payload_magic.size();
+                continue;
+            }
+            if (rest.size() < record_header_size) break;
+            const auto length = stream::load_le64(bytes_of(rest), 1);
+            if (length > max_record_bytes) refuse("record " + std::to_string(records) + " is too large");
+            if (rest.size() - record_header_size < length) break;
+            const auto type = static_cast<RecordType>(rest[0]);
+            try {
+                record(type, rest.substr(record_header_size, length));
+            } catch (Error& e) {
+                e.within("record " + std::to_string(records));
+                throw;
+            }
+            consumed += record_header_size + length;
+        }
+        if (consumed > buffer.size() / 2) {
+            buffer.erase(0, consumed);
+            consumed = 0;
+        }
+    }
+};
+
+PayloadDecoder::PayloadDecoder(Dir parent, Sink out)
+    : state_(new State{std::move(parent), std::move(out), {}, 0, false, false, 0, 0, {}}) {}
+PayloadDecoder::~PayloadDecoder() = default;
+
+void PayloadDecoder::feed(std::string_view body) {
+    with_context("decode delta payload", "", [&] {
+        if (state_->ended && !body.empty()) refuse("data after the end record");
+        state_->buffer += body;
+        state_->parse();
+    });
+}
+
+DecodeResult PayloadDecoder::finish() {
+    return with_context("decode delta payload", "", [&] {
+        if (!state_->ended) refuse("payload ends before its end record");
+        if (state_->consumed != state_->buffer.size()) refuse("data after the end record");
+        return DecodeResult{state_->stream_bytes, state_->sha.hex_digest()};
+    });
+}
+
+}  // namespace strata::delta

@@ -1,0 +1,82 @@
+#pragma once
+// strata's delta payload: an incremental `btrfs send -p PARENT NEW` stream with the data of its
+// write commands encoded against the parent tree, which the client already has. The client
+// rebuilds the original stream byte for byte and hands it to the same validation and `btrfs
+// receive` as a plain stream; the rebuilt stream's sha256, recorded in the signed index, proves
+// that the tree is exactly the published one before it gets its name. docs/delta.md specifies
+// the format; in short:
+//
+//   body    = "strata-delta 1\n" record* end
+//   record  = u8:type u64:length bytes[length]           (integers little-endian)
+//     'R' raw      stream bytes taken as they are (the stream header, every non-write command)
+//     'W' writes   consecutive write commands to one file: each command's bytes before its data
+//                  and its data length, the encoding of their data joined, its sha256
+//     'E' end      empty; nothing may follow
+//   encodings of the data of a 'W' record:
+//     literal      the bytes
+//     copy         the same bytes are in a file of the parent (path, offset)
+//     bsdiff       a binary patch (bsdiff.hpp) against a range of a file of the parent
+//
+// The body is meant to be compressed as one solid stream (zstd, long window), so one entropy
+// coder serves the patches of thousands of files. Unchanged files cost nothing: the send stream
+// does not mention them.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/fd.hpp"
+
+namespace strata::delta {
+
+inline constexpr std::string_view payload_magic = "strata-delta 1\n";
+// Write commands are grouped up to this many data bytes; a diff source is at most this large.
+// Together they bound the client's memory (a record, its source and its output).
+inline constexpr uint64_t max_group_bytes = 32u << 20;
+inline constexpr uint64_t max_source_bytes = 32u << 20;
+inline constexpr uint64_t max_record_bytes = 96u << 20;
+
+using Sink = std::function<void(std::string_view)>;
+
+struct EncodeStats {
+    uint64_t stream_bytes = 0;  // the send stream the payload rebuilds
+    std::string stream_sha256;  // its digest, for the signed index
+    uint64_t body_bytes = 0;    // the payload body, before compression
+    uint64_t groups = 0;        // 'W' records
+    uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0;  // write data by encoding
+    uint64_t patch_bytes = 0;   // raw size of the patches standing for diffed_bytes
+};
+
+// Encodes an incremental send stream (a seekable file, read twice: first to learn the final
+// names of files the stream creates under temporary names) against the parent tree it was sent
+// from. Writes the body to out in pieces.
+EncodeStats encode_payload(int stream_fd, const Dir& parent, const Sink& out);
+
+struct DecodeResult {
+    uint64_t stream_bytes = 0;
+    std::string stream_sha256;
+};
+
+// Rebuilds the send stream from a body arriving in pieces, reading the parent's files where the
+// body refers to them. Untrusted input: a malformed record, a path that leaves the parent tree or
+// a symlink in it, a source file too short, or data whose digest does not match (a wrong or
+// modified parent) is refused with Error (InvalidInput for the payload's own faults) before a
+// byte of that record is passed on. Memory: one record, its source range and its output.
+class PayloadDecoder {
+public:
+    PayloadDecoder(Dir parent, Sink out);
+    ~PayloadDecoder();
+    PayloadDecoder(const PayloadDecoder&) = delete;
+    PayloadDecoder& operator=(const PayloadDecoder&) = delete;
+
+    void feed(std::string_view body);
+    // The body must have ended with its end record.
+    DecodeResult finish();
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace strata::delta

@@ -1,0 +1,252 @@
+// The delta payload on real btrfs: an incremental `btrfs send -p` stream of a changed tree is
+// encoded against its parent, decoded against the parent again and must give the same stream,
+// byte for byte, which `btrfs receive` then applies. Damaged bodies and wrong parents are
+// refused without a wrong byte passed on.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "base/fd.hpp"
+#include "base/process.hpp"
+#include "delta/payload.hpp"
+#include "support/errors.hpp"
+#include "support/scratch_pool.hpp"
+#include "support/tree.hpp"
+#include "vendor/zstd.hpp"
+
+using namespace strata;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string random_bytes(size_t n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+}
+
+// Machine-code-like content: records holding addresses; `shift` moves every address, as
+// relinking after an inserted function does.
+std::string code_like(size_t records, uint32_t shift, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::string s;
+    for (size_t i = 0; i < records; ++i) {
+        const uint32_t address = static_cast<uint32_t>(i * 64 + shift);
+        s += "\x48\x8b\x05";
+        s.append(reinterpret_cast<const char*>(&address), 4);
+        s += static_cast<char>(rng() % 8);
+        s += "\xe8\x00\x00\x00\x00\xc3";
+    }
+    return s;
+}
+
+void write_file(const fs::path& file, std::string_view content) {
+    fs::create_directories(file.parent_path());
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
+}
+
+std::string read_file(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void btrfs(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"btrfs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    run_checked(argv);
+}
+
+// v1 and v2 (a snapshot of v1, changed the ways package updates change trees), both read-only,
+// and the incremental stream from v1 to v2.
+struct World {
+    test::ScratchPool pool{512ull << 20};
+    fs::path v1 = pool.mountpoint() / "v1", v2 = pool.mountpoint() / "v2";
+    fs::path stream_file = pool.dir() / "v2.stream";
+    std::string stream;
+
+    World() {
+        btrfs({"subvolume", "create", v1.string()});
+        write_file(v1 / "etc/unchanged.conf", "key = value\n");
+        write_file(v1 / "lib/libfoo.so.1", code_like(20000, 0, 1));
+        write_file(v1 / "lib/modules/6.1.0-50/kernel/net/e1000.ko", code_like(8000, 0, 2));
+        write_file(v1 / "bin/tool", random_bytes(100000, 3));
+        write_file(v1 / "share/old-name.bin", random_bytes(70000, 4));
+        write_file(v1 / "share/big.img", random_bytes(300000, 5));
+        write_file(v1 / "share/gone.txt", "removed in v2\n");
+        fs::create_symlink("libfoo.so.1", v1 / "lib/libfoo.so");
+        btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
+
+        // Same path, new inode (as dpkg replaces files), relinked code: a binary diff.
+        fs::remove(v2 / "lib/libfoo.so.1");
+        write_file(v2 / "lib/libfoo.so.1", code_like(20000, 100, 1) + "new function");
+        // The kernel's version moved: the module's predecessor is under the old version.
+        fs::remove_all(v2 / "lib/modules/6.1.0-50");
+        write_file(v2 / "lib/modules/6.1.0-56/kernel/net/e1000.ko", code_like(8000, 32, 2));
+        // Rewritten with the same content: a copy from the parent.
+        fs::remove(v2 / "bin/tool");
+        write_file(v2 / "bin/tool", random_bytes(100000, 3));
+        // The same content under a name of its own: a copy found by size.
+        write_file(v2 / "share/new-name.bin", random_bytes(70000, 4));
+        // New content: literal.
+        write_file(v2 / "share/fresh.bin", random_bytes(50000, 6));
+        // Changed in place in its middle: writes at an offset of the same inode.
+        {
+            Fd fd(::open((v2 / "share/big.img").c_str(), O_WRONLY | O_CLOEXEC));
+            REQUIRE(fd);
+            const std::string patch = "patched in place";
+            REQUIRE(pwrite(fd.get(), patch.data(), patch.size(), 150000) == static_cast<ssize_t>(patch.size()));
+        }
+        fs::remove(v2 / "share/gone.txt");
+        fs::rename(v2 / "etc/unchanged.conf", v2 / "etc/renamed.conf");
+        fs::create_hard_link(v2 / "share/fresh.bin", v2 / "share/fresh-link.bin");
+        run_checked({"setfattr", "-n", "user.origin", "-v", "v2", (v2 / "share/fresh.bin").string()});
+        btrfs({"property", "set", v1.string(), "ro", "true"});
+        btrfs({"property", "set", v2.string(), "ro", "true"});
+        btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
+        stream = read_file(stream_file);
+    }
+
+    std::pair<std::string, delta::EncodeStats> encode() const {
+        Fd fd(::open(stream_file.c_str(), O_RDONLY | O_CLOEXEC));
+        REQUIRE(fd);
+        std::string body;
+        const auto stats = delta::encode_payload(fd.get(), Dir::open(v1), [&](std::string_view b) { body += b; });
+        return {body, stats};
+    }
+};
+
+// Decodes body in pieces of `piece` bytes; returns the error message ("" when none) and what
+// was passed on before it.
+std::pair<std::string, std::string> decode(const fs::path& parent, std::string_view body, size_t piece = 4096) {
+    std::string out;
+    const auto error = test::error_of([&] {
+        delta::PayloadDecoder decoder(Dir::open(parent), [&](std::string_view b) { out += b; });
+        for (size_t at = 0; at < body.size(); at += piece) decoder.feed(body.substr(at, piece));
+        decoder.finish();
+    });
+    return {error, out};
+}
+
+}  // namespace
+
+TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, and btrfs receive applies it") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto [body, stats] = w.encode();
+
+    CHECK(stats.stream_bytes == w.stream.size());
+    CHECK(stats.body_bytes == body.size());
+    CHECK(stats.diffed_bytes > 0);   // libfoo, e1000.ko, big.img
+    CHECK(stats.copied_bytes >= 170000);  // bin/tool and share/new-name.bin
+    CHECK(stats.literal_bytes >= 50000);  // share/fresh.bin
+    CHECK(stats.literal_bytes < 100000);
+    // Compressed, the payload is far smaller than the stream it stands for.
+    const auto compressed = [](std::string_view data) {
+        std::string out;
+        vendor::ZstdEncoder zstd(19);
+        const vendor::Sink sink = [&](std::string_view b) { out += b; };
+        zstd.feed(data, sink);
+        zstd.finish(sink);
+        return out.size();
+    };
+    MESSAGE("stream ", w.stream.size(), " -> zstd ", compressed(w.stream), "; payload ", body.size(), " -> zstd ",
+            compressed(body));
+    CHECK(compressed(body) * 2 < compressed(w.stream));
+
+    std::string out;
+    delta::PayloadDecoder decoder(Dir::open(w.v1), [&](std::string_view b) { out += b; });
+    for (size_t at = 0; at < body.size(); at += 1000) decoder.feed(std::string_view(body).substr(at, 1000));
+    const auto result = decoder.finish();
+    CHECK(out == w.stream);
+    CHECK(result.stream_bytes == w.stream.size());
+    CHECK(result.stream_sha256 == stats.stream_sha256);
+
+    const auto rebuilt = w.pool.dir() / "rebuilt.stream";
+    write_file(rebuilt, out);
+    fs::create_directory(w.pool.mountpoint() / "received");
+    btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
+    // The root directory's own times are btrfs receive's business (the stream is the original).
+    const auto differences = test::compare_trees(w.v2, w.pool.mountpoint() / "received/v2", {.compare_root = false});
+    for (const auto& d : differences) MESSAGE(d);
+    CHECK(differences.empty());
+}
+
+TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto body = w.encode().first;
+
+    SUBCASE("every cut is refused at the end") {
+        for (size_t cut = 0; cut < body.size(); cut += std::max<size_t>(1, body.size() / 97)) {
+            const auto [error, out] = decode(w.v1, std::string_view(body).substr(0, cut));
+            CHECK_MESSAGE(!error.empty(), "cut at ", cut);
+            CHECK(w.stream.starts_with(out));
+        }
+    }
+    SUBCASE("flipped bytes") {
+        std::mt19937 rng(7);
+        size_t refused = 0;
+        for (int i = 0; i < 200; ++i) {
+            std::string damaged = body;
+            const size_t at = rng() % damaged.size();
+            damaged[at] = static_cast<char>(static_cast<unsigned char>(damaged[at]) ^ (1u + rng() % 255u));
+            const auto [error, out] = decode(w.v1, damaged);
+            if (error.empty()) continue;  // a byte carried verbatim: the stream's digest catches it
+            ++refused;
+            CHECK(error.find('\n') == std::string::npos);
+        }
+        CHECK(refused > 50);
+    }
+    SUBCASE("bad magic and data after the end") {
+        std::string damaged = body;
+        damaged[0] = 'X';
+        CHECK(decode(w.v1, damaged).first == "decode delta payload: not a strata delta payload (bad magic)");
+        CHECK(decode(w.v1, body + "E").first == "decode delta payload: data after the end record");
+    }
+}
+
+TEST_CASE("a delta payload decoded against a wrong or modified parent is refused") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto body = w.encode().first;
+    const auto modified = w.pool.mountpoint() / "v1-modified";
+    btrfs({"subvolume", "snapshot", w.v1.string(), modified.string()});
+
+    SUBCASE("a file the patch reads changed") {
+        std::string lib = read_file(modified / "lib/libfoo.so.1");
+        lib[5000] = static_cast<char>(lib[5000] ^ 0x55);
+        write_file(modified / "lib/libfoo.so.1", lib);
+        const auto [error, out] = decode(modified, body);
+        CHECK(error.find("rebuild file data from 'lib/libfoo.so.1': does not match its digest (a wrong or modified parent)") !=
+              std::string::npos);
+        CHECK(error.starts_with("decode delta payload: record "));
+        CHECK(w.stream.starts_with(out));
+        CHECK(out.size() < w.stream.size());
+    }
+    SUBCASE("a file is shorter") {
+        fs::resize_file(modified / "bin/tool", 10);
+        const auto [error, out] = decode(modified, body);
+        CHECK(error.find("read parent file 'bin/tool': shorter than the payload needs") != std::string::npos);
+        CHECK(w.stream.starts_with(out));
+    }
+    SUBCASE("a file became a symlink out of the tree") {
+        fs::remove(modified / "bin/tool");
+        fs::create_symlink("/etc/passwd", modified / "bin/tool");
+        const auto [error, out] = decode(modified, body);
+        CHECK(error.find("open parent file 'bin/tool': Too many levels of symbolic links") != std::string::npos);
+        CHECK(w.stream.starts_with(out));
+    }
+    SUBCASE("a directory on the way became a symlink") {
+        fs::rename(modified / "bin", modified / "bin.real");
+        fs::create_symlink("bin.real", modified / "bin");
+        const auto [error, out] = decode(modified, body);
+        CHECK(error.find("open parent file 'bin/tool'") != std::string::npos);
+        CHECK(w.stream.starts_with(out));
+    }
+}
