@@ -55,13 +55,21 @@ json parent_json(const std::optional<ParentRef>& parent) {
 }
 
 json payload_json(const Payload& p) {
-    return json{{"kind", p.kind},
-                {"compression", p.compression},
-                {"file", p.file},
-                {"parent", parent_json(p.parent)},
-                {"size", p.size},
-                {"compressed_size", p.compressed_size},
-                {"sha256", p.sha256}};
+    json j{{"kind", p.kind},
+           {"compression", p.compression},
+           {"file", p.file},
+           {"parent", parent_json(p.parent)},
+           {"size", p.size},
+           {"compressed_size", p.compressed_size},
+           {"sha256", p.sha256}};
+    // Only where used, so indexes of plain send streams keep their spelling.
+    if (!p.parts.empty()) {
+        json parts = json::array();
+        for (const auto& part : p.parts) parts.push_back(json{{"size", part.size}, {"sha256", part.sha256}});
+        j["parts"] = std::move(parts);
+    }
+    if (!p.stream_sha256.empty()) j["stream_sha256"] = p.stream_sha256;
+    return j;
 }
 
 json tree_json(const Tree& t) {
@@ -179,12 +187,32 @@ Payload parse_payload(const json& j, const std::string& place) {
     p.file = file_at(j, place);
     p.compressed_size = unsigned_at(j, place, "compressed_size");
     p.sha256 = sha256_at(j, place);
-    const bool known = p.kind == send_stream_kind;
+    const bool delta = p.kind == delta_kind;
+    const bool known = p.kind == send_stream_kind || delta;
     // A later kind may lack the fields of a send stream; it is kept for clients that know it.
     if (known || j.contains("compression")) {
         p.compression = string_at(j, place, "compression");
-        if (known && p.compression != "zstd" && p.compression != "none")
-            invalid(place + ".compression", in_quotes(p.compression) + " is not 'zstd' or 'none'");
+        if (known && p.compression != "zstd" && (delta || p.compression != "none"))
+            invalid(place + ".compression", in_quotes(p.compression) + (delta ? " is not 'zstd'" : " is not 'zstd' or 'none'"));
+    }
+    if (j.contains("parts")) {
+        const auto& parts = array_at(j, place, "parts");
+        uint64_t total = 0;
+        for (size_t i = 0; i < parts.size(); ++i) {
+            const auto pp = place + ".parts[" + std::to_string(i) + "]";
+            if (!parts[i].is_object()) invalid(pp, "not an object");
+            Part part{unsigned_at(parts[i], pp, "size"), sha256_at(parts[i], pp)};
+            if (part.size == 0) invalid(pp + ".size", "is 0");
+            if (part.size > p.compressed_size - total) invalid(place + ".parts", "add up to more than compressed_size");
+            total += part.size;
+            p.parts.push_back(std::move(part));
+        }
+        if (total != p.compressed_size) invalid(place + ".parts", "do not add up to compressed_size");
+    }
+    if (delta) {
+        auto& v = p.stream_sha256 = string_at(j, place, "stream_sha256");
+        if (v.size() != 64 || !std::all_of(v.begin(), v.end(), is_lower_hex))
+            invalid(place + ".stream_sha256", in_quotes(v) + " is not 64 lowercase hex digits");
     }
     if (known || j.contains("size")) p.size = unsigned_at(j, place, "size");
     if (known || j.contains("parent")) {
@@ -196,6 +224,7 @@ Payload parse_payload(const json& j, const std::string& place) {
                                  uuid_at(parent, pp, "received_uuid", true)};
         }
     }
+    if (delta && !p.parent) invalid(place + ".parent", "a strata-delta payload needs a parent");
     return p;
 }
 
@@ -213,9 +242,9 @@ Tree parse_tree(const json& j, const std::string& place) {
     bool full = false;
     for (size_t i = 0; i < t.payloads.size(); ++i) {
         const auto& p = t.payloads[i];
-        if (p.kind != send_stream_kind) continue;
+        if (p.kind != send_stream_kind && p.kind != delta_kind) continue;
         const auto pi = place + ".payloads[" + std::to_string(i) + "]";
-        if (!p.parent) {
+        if (!p.parent && p.kind == send_stream_kind) {
             if (full) invalid(pi, "a second full payload");
             full = true;
         } else {

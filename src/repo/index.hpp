@@ -22,6 +22,9 @@ inline constexpr std::string_view signature_file = "index.json.minisig";
 inline constexpr std::string_view sums_file = "SHA256SUMS";
 inline constexpr std::string_view payload_dir = "payloads";
 inline constexpr std::string_view send_stream_kind = "btrfs-send";
+// strata's delta payload (delta/payload.hpp, docs/delta.md): an incremental send stream with its
+// file data as binary diffs against the parent, compressed with zstd as one solid stream.
+inline constexpr std::string_view delta_kind = "strata-delta";
 
 // How a client recognizes that it has the parent of an incremental payload: a pool subvolume
 // whose uuid or received_uuid is one of these (as `btrfs receive` looks parents up).
@@ -31,14 +34,24 @@ struct ParentRef {
     std::string received_uuid;  // "" when the publisher made it itself
 };
 
+// A consecutive byte range of a payload file with its own digest, so a download can be checked
+// and resumed part by part.
+struct Part {
+    uint64_t size = 0;
+    std::string sha256;
+    bool operator==(const Part&) const = default;
+};
+
 struct Payload {
-    std::string kind;               // send_stream_kind
+    std::string kind;               // send_stream_kind or delta_kind
     std::string compression;        // "zstd" or "none"
     std::string file;               // relative to the repository, under payload_dir
     std::optional<ParentRef> parent; // nullopt: full
     uint64_t size = 0;              // uncompressed stream bytes (what the pool will receive)
     uint64_t compressed_size = 0;   // bytes to download
     std::string sha256;             // of the file as downloaded
+    std::vector<Part> parts;        // optional; when present their sizes add up to compressed_size
+    std::string stream_sha256;      // delta_kind: of the send stream it rebuilds ("" otherwise)
 };
 
 struct Tree {
@@ -72,7 +85,8 @@ std::string render_index(const Index& index);
 // ("invalid index: trees[1].payloads[0].sha256: ..."). Also refused: two entries for one tree,
 // one file listed twice, a second full payload or a second payload from the same parent uuid.
 // Unknown payload kinds are kept (clients skip them); they need only file, compressed_size and
-// sha256. Unknown object members are ignored (additions do not need a new format). The result
+// sha256. A delta_kind payload needs a parent, zstd compression and stream_sha256; parts, when
+// listed, must add up to compressed_size. Unknown object members are ignored (additions do not need a new format). The result
 // is in render_index's order.
 Index parse_index(std::string_view text);
 

@@ -2,6 +2,7 @@
 // where an index is wrong, and the signature's trusted comment carries the serial.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,11 +21,11 @@ const std::string uuid2 = "1f0e0d0c-0b0a-0908-0706-050403020100";
 const std::string uuid3 = "2f0e0d0c-0b0a-0908-0706-050403020100";
 
 Payload full(const std::string& file, const std::string& digest) {
-    return {std::string(send_stream_kind), "zstd", "payloads/" + file, std::nullopt, 1000, 100, digest};
+    return {std::string(send_stream_kind), "zstd", "payloads/" + file, std::nullopt, 1000, 100, digest, {}, ""};
 }
 
 Payload delta(const std::string& file, const std::string& parent, const std::string& parent_uuid) {
-    return {std::string(send_stream_kind), "zstd", "payloads/" + file, ParentRef{parent, parent_uuid, ""}, 50, 5, digest_c};
+    return {std::string(send_stream_kind), "zstd", "payloads/" + file, ParentRef{parent, parent_uuid, ""}, 50, 5, digest_c, {}, ""};
 }
 
 Index sample() {
@@ -165,6 +166,39 @@ TEST_CASE("unknown payload kinds and unknown members are kept or ignored") {
     CHECK(other.kind == "ostree-delta");
     CHECK(other.compressed_size == 9);
     CHECK(!other.parent);
+}
+
+TEST_CASE("a strata-delta payload with parts round-trips and is checked") {
+    Index index = sample();
+    Payload d{std::string(delta_kind), "zstd", "payloads/usr_org.example.Demo_x86_64_10.from-9.sdelta.zst",
+              ParentRef{"usr:org.example.Demo:x86_64:9", uuid1, ""}, 50, 3, digest_a, {{2, digest_b}, {1, digest_c}}, digest_b};
+    index.trees[0].payloads.push_back(d);
+    const auto text = render_index(index);
+    const auto parsed = parse_index(text);
+    CHECK(render_index(parsed) == text);
+    const auto& tree = *find_tree(parsed, "usr:org.example.Demo:x86_64:10");
+    const auto it = std::find_if(tree.payloads.begin(), tree.payloads.end(), [](const Payload& p) { return p.kind == delta_kind; });
+    REQUIRE(it != tree.payloads.end());
+    CHECK(it->parts == d.parts);
+    CHECK(it->stream_sha256 == digest_b);
+    // Plain payloads keep their spelling: no parts, no stream digest.
+    CHECK(nlohmann::json::parse(text)["trees"][0]["payloads"][0].contains("parts") == false);
+
+    const auto with = [&](const std::function<void(nlohmann::json&)>& edit) {
+        auto j = nlohmann::json::parse(text);
+        for (auto& t : j["trees"])
+            for (auto& p : t["payloads"])
+                if (p["kind"] == "strata-delta") edit(p);
+        return parse_error(j.dump());
+    };
+    CHECK(with([](auto& p) { p["parts"][0]["size"] = 5; }) == "invalid index: trees[1].payloads[2].parts: add up to more than compressed_size");
+    CHECK(with([](auto& p) { p["parts"][1]["size"] = 0; }) == "invalid index: trees[1].payloads[2].parts[1].size: is 0");
+    CHECK(with([](auto& p) { p["parts"].erase(1); }) == "invalid index: trees[1].payloads[2].parts: do not add up to compressed_size");
+    CHECK(with([](auto& p) { p["parts"][0]["sha256"] = "x"; }) ==
+          "invalid index: trees[1].payloads[2].parts[0].sha256: 'x' is not 64 lowercase hex digits");
+    CHECK(with([](auto& p) { p.erase("stream_sha256"); }) == "invalid index: trees[1].payloads[2]: missing field 'stream_sha256'");
+    CHECK(with([](auto& p) { p["compression"] = "none"; }) == "invalid index: trees[1].payloads[2].compression: 'none' is not 'zstd'");
+    CHECK(with([](auto& p) { p["parent"] = nullptr; }) == "invalid index: trees[1].payloads[2].parent: a strata-delta payload needs a parent");
 }
 
 TEST_CASE("the trusted comment carries the serial") {
