@@ -12,9 +12,11 @@
 #include "base/error.hpp"
 #include "base/escape.hpp"
 #include "base/lock.hpp"
+#include "delta/payload.hpp"
 #include "naming/version.hpp"
 #include "sign/sha256.hpp"
 #include "vendor/export.hpp"
+#include "vendor/zstd.hpp"
 
 namespace strata::repo {
 namespace {
@@ -24,6 +26,12 @@ constexpr std::string_view pending_index = "index.json.new";
 constexpr std::string_view pending_signature = "index.json.minisig.new";
 // AtomicFile's temporaries (".#<name>.<random>"), left behind only by a killed publisher.
 constexpr std::string_view temp_prefix = ".#";
+// Delta payloads: the digest of every 8 MiB part is in the index (a client resumes and checks
+// part by part); the body is compressed as one solid zstd stream with a 32 MiB window (what
+// clients decode, delta/payload.hpp's bounds) at a level that keeps publishing fast.
+constexpr uint64_t delta_part_bytes = 8u << 20;
+constexpr int delta_zstd_level = 15;
+constexpr int delta_zstd_window_log = 25;
 
 std::string in_quotes(std::string_view s) { return "'" + escape(s) + "'"; }
 
@@ -47,11 +55,12 @@ std::string file_stem(const naming::Name& name) {
     return s;
 }
 
-std::string payload_file(const naming::Name& tree, const std::optional<pool::Subvolume>& parent) {
+std::string payload_file(const naming::Name& tree, const std::optional<pool::Subvolume>& parent, std::string_view kind) {
     std::string base = file_stem(tree);
     if (!parent) return base + ".full.zst";
     const auto& p = *parent->typed;
-    return base + ".from-" + (naming::same_series(p, tree) ? std::string(p.version()) : file_stem(p)) + ".zst";
+    return base + ".from-" + (naming::same_series(p, tree) ? std::string(p.version()) : file_stem(p)) +
+           (kind == delta_kind ? ".sdelta.zst" : ".zst");
 }
 
 std::string relative(std::string_view file) { return std::string(payload_dir) + "/" + std::string(file); }
@@ -224,16 +233,89 @@ bool still_valid(const Dir& payloads, const Payload& p) {
 struct Wanted {
     std::optional<pool::Subvolume> parent;  // nullopt: the full stream
     std::string file;                       // relative to the repository
+    std::string_view kind;
 };
 
 bool matches(const Payload& p, const Wanted& w) {
-    if (p.kind != send_stream_kind) return false;
+    if (p.kind != w.kind) return false;
     if (!w.parent) return !p.parent;
     return p.parent && p.parent->uuid == uuid_text(w.parent->info.uuid);
 }
 
+// Digests of consecutive parts of what is written.
+class PartDigests {
+public:
+    explicit PartDigests(uint64_t part_bytes) : part_bytes_(part_bytes) {}
+    void update(std::string_view data) {
+        while (!data.empty()) {
+            const auto n = std::min<uint64_t>(data.size(), part_bytes_ - in_part_);
+            sha_.update(data.substr(0, n));
+            in_part_ += n;
+            data.remove_prefix(n);
+            if (in_part_ == part_bytes_) close_part();
+        }
+    }
+    std::vector<Part> finish() {
+        if (in_part_ > 0) close_part();
+        return std::move(parts_);
+    }
+
+private:
+    void close_part() {
+        parts_.push_back({in_part_, sha_.hex_digest()});
+        sha_ = sign::Sha256();
+        in_part_ = 0;
+    }
+    uint64_t part_bytes_, in_part_ = 0;
+    sign::Sha256 sha_;
+    std::vector<Part> parts_;
+};
+
+// The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp).
+Payload write_delta_payload(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
+                            const PublishOptions& options, NewFiles& created) {
+    const auto base = std::string(base_name(w.file));
+    const bool existed = payloads.stat(base).has_value();
+    // The plain stream, unnamed beside the payloads: the encoder reads it twice.
+    Fd stream(::openat(payloads.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!stream) throw_errno("create temporary stream file in", payloads.path().string());
+    vendor::ExportOptions export_options;
+    export_options.parent = w.parent->name;
+    export_options.progress = options.progress;
+    vendor::export_stream(pool, tree.name, export_options, stream.get());
+
+    AtomicFile out(payloads, base);
+    vendor::ZstdEncoder zstd(delta_zstd_level, delta_zstd_window_log);
+    sign::Sha256 whole;
+    PartDigests parts(delta_part_bytes);
+    uint64_t written = 0;
+    const vendor::Sink sink = [&](std::string_view data) {
+        write_all(out.fd(), data, out.temp_path());
+        whole.update(data);
+        parts.update(data);
+        written += data.size();
+    };
+    const auto stats = delta::encode_payload(stream.get(), pool.top().open_dir(w.parent->name),
+                                             [&](std::string_view body) { zstd.feed(body, sink); });
+    zstd.finish(sink);
+    Payload p;
+    p.kind = std::string(delta_kind);
+    p.compression = "zstd";
+    p.file = w.file;
+    p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
+    p.size = stats.stream_bytes;
+    p.compressed_size = written;
+    p.sha256 = whole.hex_digest();
+    p.parts = parts.finish();
+    p.stream_sha256 = stats.stream_sha256;
+    out.commit();
+    if (!existed) created.add(base);
+    return p;
+}
+
 Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
                       const PublishOptions& options, NewFiles& created) {
+    if (w.kind == delta_kind) return write_delta_payload(pool, payloads, tree, w, options, created);
     const auto base = std::string(base_name(w.file));
     const bool existed = payloads.stat(base).has_value();
     AtomicFile out(payloads, base);
@@ -300,8 +382,10 @@ PublishReport publish(const pool::Pool& pool, const std::filesystem::path& repo_
                               : Tree{tree.name, uuid_text(tree.info.uuid), uuid_text(tree.info.received_uuid), now, "", {}};
         if (!options.changelog.empty()) entry.changelog = options.changelog;
 
-        std::vector<Wanted> wanted{{std::nullopt, relative(payload_file(*tree.typed, std::nullopt))}};
-        for (const auto& p : parents) wanted.push_back({p, relative(payload_file(*tree.typed, p))});
+        std::vector<Wanted> wanted{{std::nullopt, relative(payload_file(*tree.typed, std::nullopt, send_stream_kind)), send_stream_kind}};
+        for (const auto& p : parents)
+            for (const auto kind : {send_stream_kind, delta_kind})
+                wanted.push_back({p, relative(payload_file(*tree.typed, p, kind)), kind});
         for (const auto& w : wanted)
             for (const auto& t : index.trees)
                 for (const auto& p : t.payloads)

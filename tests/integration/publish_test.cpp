@@ -109,9 +109,10 @@ std::string joined(const std::vector<std::string>& lines) {
     return all;
 }
 
-const repo::Payload* payload_from(const repo::Tree& tree, const std::optional<std::string>& parent) {
+const repo::Payload* payload_from(const repo::Tree& tree, const std::optional<std::string>& parent,
+                                  std::string_view kind = repo::send_stream_kind) {
     for (const auto& p : tree.payloads)
-        if ((!parent && !p.parent) || (parent && p.parent && p.parent->name == *parent)) return &p;
+        if (p.kind == kind && ((!parent && !p.parent) || (parent && p.parent && p.parent->name == *parent))) return &p;
     return nullptr;
 }
 
@@ -130,10 +131,11 @@ TEST_CASE("publish v1 v2 v3 with deltas gives a repository sha256sum and minisig
     o2.changelog = "second";
     r = repo::publish(t.pool, t.repo, v2, key, o2);
     CHECK(r.serial == 2);
-    CHECK(r.written == std::vector<std::string>{stem + "2.full.zst", stem + "2.from-1.zst"});
+    CHECK(r.written == std::vector<std::string>{stem + "2.full.zst", stem + "2.from-1.zst", stem + "2.from-1.sdelta.zst"});
     r = repo::publish(t.pool, t.repo, v3, key, deltas(2));
     CHECK(r.serial == 3);
-    CHECK(r.written == std::vector<std::string>{stem + "3.full.zst", stem + "3.from-2.zst", stem + "3.from-1.zst"});
+    CHECK(r.written == std::vector<std::string>{stem + "3.full.zst", stem + "3.from-2.zst", stem + "3.from-2.sdelta.zst",
+                                                stem + "3.from-1.zst", stem + "3.from-1.sdelta.zst"});
     CHECK(r.reused.empty());
 
     const auto index = repo::read_local_index(t.repo, trusted);
@@ -145,20 +147,42 @@ TEST_CASE("publish v1 v2 v3 with deltas gives a repository sha256sum and minisig
     CHECK(tree3.name == v3);
     CHECK(tree3.uuid == t.uuid(v3));
     CHECK(tree3.received_uuid.empty());
-    REQUIRE(tree3.payloads.size() == 3);
-    CHECK(!tree3.payloads[0].parent);  // full first, then by parent in version order
-    CHECK(tree3.payloads[1].parent->name == v1);
-    CHECK(tree3.payloads[2].parent->name == v2);
+    REQUIRE(tree3.payloads.size() == 5);
+    CHECK(!tree3.payloads[0].parent);  // full first, then by parent in version order, then by kind
+    for (size_t i : {1u, 2u}) CHECK(tree3.payloads[i].parent->name == v1);
+    for (size_t i : {3u, 4u}) CHECK(tree3.payloads[i].parent->name == v2);
+    CHECK(tree3.payloads[1].kind == "btrfs-send");
+    CHECK(tree3.payloads[2].kind == "strata-delta");
     CHECK(tree3.payloads[1].parent->uuid == t.uuid(v1));
-    CHECK(tree3.payloads[2].parent->uuid == t.uuid(v2));
+    CHECK(tree3.payloads[3].parent->uuid == t.uuid(v2));
     for (const auto& tree : index.trees)
         for (const auto& p : tree.payloads) {
             CAPTURE(p.file);
-            CHECK(p.kind == "btrfs-send");
             CHECK(p.compression == "zstd");
             CHECK(p.compressed_size == fs::file_size(t.repo / p.file));
             CHECK(p.sha256 == sha256sum(t.repo / p.file));
             CHECK(p.size > 0);
+            if (p.kind == "btrfs-send") {
+                CHECK(p.parts.empty());
+                continue;
+            }
+            CHECK(p.kind == "strata-delta");
+            // Each part's digest is that of its range of the file.
+            REQUIRE_FALSE(p.parts.empty());
+            uint64_t offset = 0;
+            for (const auto& part : p.parts) {
+                const auto range = test::run_shell("tail -c +" + std::to_string(offset + 1) + " '" + (t.repo / p.file).string() +
+                                               "' | head -c " + std::to_string(part.size) + " | sha256sum");
+                CHECK(range.out.substr(0, 64) == part.sha256);
+                offset += part.size;
+            }
+            CHECK(offset == p.compressed_size);
+            // It rebuilds exactly the plain incremental stream from the same parent.
+            const auto plain = payload_from(tree, p.parent->name);
+            REQUIRE(plain);
+            CHECK(p.size == plain->size);
+            CHECK(test::run_shell("zstd -dc '" + (t.repo / plain->file).string() + "' | sha256sum").out.substr(0, 64) ==
+                  p.stream_sha256);
         }
     // The full stream carries the 512 KiB of random data, the deltas do not.
     CHECK(payload_from(tree3, std::nullopt)->size > 512 * 1024);
@@ -166,7 +190,7 @@ TEST_CASE("publish v1 v2 v3 with deltas gives a repository sha256sum and minisig
 
     auto check = test::run_shell("cd '" + t.repo.string() + "' && sha256sum -c --strict SHA256SUMS");
     CHECK_MESSAGE(check.exit_status == 0, (check.out + check.err));
-    CHECK(std::count(check.out.begin(), check.out.end(), '\n') == 6);
+    CHECK(std::count(check.out.begin(), check.out.end(), '\n') == 9);
     check = run_process({"minisign", "-V", "-p", t.pub.string(), "-m", (t.repo / "index.json").string()});
     CHECK_MESSAGE(check.exit_status == 0, (check.out + check.err));
     CHECK(check.out.find("strata-index serial=3") != std::string::npos);
@@ -191,7 +215,7 @@ TEST_CASE("publish v1 v2 v3 with deltas gives a repository sha256sum and minisig
         }
         r = repo::publish(t.pool, t.repo, v3, key, deltas(2));
         CHECK(r.written.empty());
-        CHECK(r.reused.size() == 3);
+        CHECK(r.reused.size() == 5);
         CHECK(r.serial == 4);
         for (const auto& e : fs::directory_iterator(t.repo / "payloads")) {
             struct stat st {};
@@ -211,7 +235,7 @@ TEST_CASE("publish v1 v2 v3 with deltas gives a repository sha256sum and minisig
         write_text(t.repo / (stem + "3.from-1.zst"), "garbage");
         r = repo::publish(t.pool, t.repo, v3, key, deltas(2));
         CHECK(r.written == std::vector<std::string>{stem + "3.from-1.zst"});
-        CHECK(r.reused.size() == 2);
+        CHECK(r.reused.size() == 4);
         CHECK(sums_check(t.repo));
     }
 
