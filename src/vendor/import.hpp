@@ -3,8 +3,10 @@
 // every import builds in staging and publishes by rename (pool/staging.hpp), so an interrupted
 // import leaves no subvolume with a typed name.
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/progress.hpp"
 #include "naming/name.hpp"
@@ -53,5 +55,14 @@ ImportResult import_tar(const pool::Pool& pool, const pool::Lock& lock, const na
 // which is deleted. The stream's own subvolume name is ignored: `name` wins.
 ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name,
                            const std::filesystem::path& source, const ImportOptions& options = {});
+
+// The same for a stream that code produces (say, rebuilt from a delta payload): `produce` hands
+// the uncompressed stream to the sink it is given, in order, and returns at its end. Everything
+// it throws fails the import as an invalid stream does, and the tree is named only after it
+// returned, so a producer's last check (a digest over the whole stream) decides. `label` names
+// the stream in errors.
+using StreamProducer = std::function<void(const std::function<void(std::string_view)>& sink)>;
+ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name, std::string_view label,
+                           const StreamProducer& produce, const ImportOptions& options = {});
 
 }  // namespace strata::vendor

@@ -111,7 +111,11 @@ struct Received {
     std::optional<pool::Subvolume> parent;
 };
 
-Received receive_checked(const pool::Pool& pool, Input& in, const Dir& into, const ProgressFn& progress) {
+// Thrown by the sink when btrfs receive stopped reading: production ends, and receive's own
+// message is what the caller gets.
+struct ReceiverGone {};
+
+Received receive_checked(const pool::Pool& pool, std::string_view label, const StreamProducer& produce, const Dir& into) {
     int sockets[2];
     // A socket, not a pipe: send(MSG_NOSIGNAL) reports a dead receiver as EPIPE instead of
     // killing this process with SIGPIPE, so its error message can be read.
@@ -123,42 +127,50 @@ Received receive_checked(const pool::Pool& pool, Input& in, const Dir& into, con
 
     stream::StreamValidator validator;
     References references(pool);
-    bool receiver_gone = false;
-    auto forward = [&](std::string_view data) {
-        with_context("validate stream", in.label, [&] { validator.feed(bytes(data)); });
+    const Sink forward = [&](std::string_view data) {
+        with_context("validate stream", label, [&] { validator.feed(bytes(data)); });
         references.check(validator.seen());
-        while (!data.empty() && !receiver_gone) {
+        while (!data.empty()) {
             const ssize_t sent = ::send(ours.get(), data.data(), data.size(), MSG_NOSIGNAL);
             if (sent < 0 && errno == EINTR) continue;
-            if (sent < 0 && errno == EPIPE) receiver_gone = true;
-            else if (sent < 0) throw_errno("write to", "btrfs receive");
-            else data.remove_prefix(static_cast<size_t>(sent));
+            if (sent < 0 && errno == EPIPE) throw ReceiverGone{};
+            if (sent < 0) throw_errno("write to", "btrfs receive");
+            data.remove_prefix(static_cast<size_t>(sent));
         }
     };
-
-    std::string buffer(chunk_size, '\0');
-    size_t n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
-    const bool compressed = looks_like_zstd(std::string_view(buffer.data(), n));
-    ZstdDecoder decoder;
-    uint64_t consumed = 0;
-    while (n > 0 && !receiver_gone) {
-        const std::string_view data(buffer.data(), n);
-        if (compressed) decoder.feed(data, forward);
-        else forward(data);
-        consumed += n;
-        if (progress) progress({"receive", consumed, in.size});
-        n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
-    }
+    bool receiver_gone = false;
     Received received;
-    if (!receiver_gone) {
-        if (compressed) with_context("validate stream", in.label, [&] { decoder.finish(); });
-        received.summary = with_context("validate stream", in.label, [&] { return validator.finish(); });
+    try {
+        produce(forward);
+        received.summary = with_context("validate stream", label, [&] { return validator.finish(); });
+    } catch (const ReceiverGone&) {
+        receiver_gone = true;
     }
     ours = Fd();  // end of input for receive
     child.wait_checked();
     if (receiver_gone) throw Error("run", "btrfs", "receive stopped reading the stream");
     received.parent = references.parent();
     return received;
+}
+
+// A file or standard input, decompressed when it is zstd.
+StreamProducer file_producer(Input& in, const ProgressFn& progress) {
+    return [&in, &progress](const Sink& sink) {
+        std::string buffer(chunk_size, '\0');
+        size_t n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
+        const bool compressed = looks_like_zstd(std::string_view(buffer.data(), n));
+        ZstdDecoder decoder;
+        uint64_t consumed = 0;
+        while (n > 0) {
+            const std::string_view data(buffer.data(), n);
+            if (compressed) decoder.feed(data, sink);
+            else sink(data);
+            consumed += n;
+            if (progress) progress({"receive", consumed, in.size});
+            n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
+        }
+        if (compressed) with_context("validate stream", in.label, [&] { decoder.finish(); });
+    };
 }
 
 void check_received(const Dir& subvolume, const stream::StreamSummary& summary) {
@@ -169,6 +181,16 @@ void check_received(const Dir& subvolume, const stream::StreamSummary& summary) 
                         btrfs::format_uuid(summary.subvolume.uuid) + ")");
 }
 
+ImportResult receive_and_publish(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name,
+                                 std::string_view label, const StreamProducer& produce, const ImportOptions& options) {
+    Received received;
+    auto staged = pool.stage_created(lock, name, options.on_conflict, [&](const Dir& into) {
+        received = receive_checked(pool, label, produce, into);
+    });
+    check_received(staged.dir(), received.summary);
+    return publish_vendor_tree(pool, staged, received.parent, "stream");
+}
+
 }  // namespace
 
 ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name,
@@ -177,12 +199,16 @@ ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const
         require_vendor_tree(name);
         pool.require_absent(name, options.on_conflict);
         Input in = open_input(source);
-        Received received;
-        auto staged = pool.stage_created(lock, name, options.on_conflict, [&](const Dir& into) {
-            received = receive_checked(pool, in, into, options.progress);
-        });
-        check_received(staged.dir(), received.summary);
-        return publish_vendor_tree(pool, staged, received.parent, "stream");
+        return receive_and_publish(pool, lock, name, in.label, file_producer(in, options.progress), options);
+    });
+}
+
+ImportResult import_stream(const pool::Pool& pool, const pool::Lock& lock, const naming::Name& name, std::string_view label,
+                           const StreamProducer& produce, const ImportOptions& options) {
+    return with_context("import", name.str(), [&] {
+        require_vendor_tree(name);
+        pool.require_absent(name, options.on_conflict);
+        return receive_and_publish(pool, lock, name, label, produce, options);
     });
 }
 
