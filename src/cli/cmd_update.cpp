@@ -7,6 +7,7 @@
 #include "cli/exit_codes.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
+#include "repo/index.hpp"
 #include "update/update.hpp"
 
 namespace strata::cli {
@@ -17,13 +18,21 @@ struct UpdateCliOptions {
     bool check = false, download_only = false, allow_downgrade = false, prune = false, json = false, automatic = false;
 };
 
+// "full", "incremental" (a plain btrfs send stream) or "delta" (strata's delta payload).
+const char* payload_description(const update::Plan& p) {
+    if (p.payload_kind == repo::delta_kind) return "delta";
+    return p.parent ? "incremental" : "full";
+}
+
 nlohmann::json plan_json(const update::Plan& p) {
     auto opt = [](const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(); };
     return {{"remote", p.remote},
             {"root", p.root},
             {"current", p.current.empty() ? nlohmann::json() : nlohmann::json(p.current)},
             {"target", opt(p.target)},
-            {"kind", p.target && !p.payload_url.empty() ? (p.parent ? "incremental" : "full") : nlohmann::json()},
+            {"kind", p.target && !p.payload_url.empty() ? payload_description(p) : nlohmann::json()},
+            {"payload_kind", p.payload_kind.empty() ? nlohmann::json() : nlohmann::json(p.payload_kind)},
+            {"fallback", opt(p.fallback)},
             {"parent", opt(p.parent)},
             {"download_bytes", p.download_bytes},
             {"already_downloaded", p.already_downloaded},
@@ -45,8 +54,10 @@ void print_plan(const update::Plan& p) {
         std::printf("Update available: '%s' (already in the pool), for '%s'.\n", p.target->c_str(), p.root.c_str());
         return;
     }
-    std::printf("Update available: '%s' for '%s': %s stream%s, %s to download", p.target->c_str(), p.root.c_str(),
-                p.parent ? "incremental" : "full", p.parent ? (" from '" + *p.parent + "'").c_str() : "",
+    if (p.fallback) std::printf("The delta did not apply (%s); using the plain stream instead.\n", p.fallback->c_str());
+    std::printf("Update available: '%s' for '%s': %s %s%s, %s to download", p.target->c_str(), p.root.c_str(),
+                payload_description(p), p.payload_kind == repo::delta_kind ? "payload" : "stream",
+                p.parent ? (" from '" + *p.parent + "'").c_str() : "",
                 human_bytes(static_cast<double>(p.download_bytes - p.already_downloaded)).c_str());
     if (p.already_downloaded > 0)
         std::printf(" (%s already downloaded)", human_bytes(static_cast<double>(p.already_downloaded)).c_str());

@@ -13,12 +13,14 @@
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
 #include "deploy/gc.hpp"
+#include "delta/payload.hpp"
 #include "naming/version.hpp"
 #include "repo/fetch.hpp"
 #include "repo/index.hpp"
 #include "sign/sha256.hpp"
 #include "sign/trust.hpp"
 #include "vendor/import.hpp"
+#include "vendor/zstd.hpp"
 
 namespace strata::update {
 namespace {
@@ -187,37 +189,97 @@ std::optional<nlohmann::json> read_journal(const pool::Pool& pool) {
     }
 }
 
+// Bytes at the start of fd that are whole parts with their signed digests.
+uint64_t verified_parts(int fd, const std::vector<repo::Part>& parts, uint64_t have, std::string_view label) {
+    uint64_t offset = 0;
+    std::string buffer(1u << 20, '\0');
+    for (const auto& part : parts) {
+        if (part.size > have - offset) break;
+        sign::Sha256 sha;
+        for (uint64_t done = 0; done < part.size;) {
+            const auto want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), part.size - done));
+            const ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) throw_errno("read", label);
+            sha.update(buffer.data(), static_cast<size_t>(n));
+            done += static_cast<uint64_t>(n);
+        }
+        if (sha.hex_digest() != part.sha256) break;
+        offset += part.size;
+    }
+    return offset;
+}
+
 // Downloads the payload into .strata/downloads/<sha256>.part, resuming, then checks size and
-// digest and renames it to <sha256>.stream: only a verified file has the final name.
+// digest and renames it to <sha256>.stream: only a verified file has the final name. With parts,
+// a resumed download keeps only the whole parts whose digests match, and a bad download keeps
+// the good parts before the first bad one, so the next run fetches from there.
 fs::path download(const pool::Pool& pool, const Plan& plan, const repo::FetchOptions& fetch) {
     const Dir dir = pool.hidden().make_dir(downloads_dir, 0700);
     const std::string done = plan.payload_sha256 + ".stream", part = plan.payload_sha256 + ".part";
     if (dir.stat(done)) return dir.path_of(done);
+    const auto label = dir.path_of(part).string();
     Fd fd = dir.open_file(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     struct stat st {};
-    check_errno(::fstat(fd.get(), &st), "read size of", dir.path_of(part).string());
-    if (static_cast<uint64_t>(st.st_size) > plan.download_bytes)
-        check_errno(::ftruncate(fd.get(), 0), "truncate", dir.path_of(part).string());
+    check_errno(::fstat(fd.get(), &st), "read size of", label);
+    auto have = static_cast<uint64_t>(st.st_size);
+    if (have > plan.download_bytes) have = 0;
+    if (!plan.parts.empty() && have > 0) have = verified_parts(fd.get(), plan.parts, have, label);
+    if (have != static_cast<uint64_t>(st.st_size)) check_errno(::ftruncate(fd.get(), static_cast<off_t>(have)), "truncate", label);
     repo::fetch_to_file(plan.payload_url, fd.get(), plan.download_bytes, fetch);
     crash_point("update:downloaded");
-    check_errno(static_cast<int>(::lseek(fd.get(), 0, SEEK_SET)), "rewind", dir.path_of(part).string());
-    const std::string digest = sign::sha256_of_fd(fd.get(), dir.path_of(part).string());
+    check_errno(static_cast<int>(::lseek(fd.get(), 0, SEEK_SET)), "rewind", label);
+    const std::string digest = sign::sha256_of_fd(fd.get(), label);
     if (digest != plan.payload_sha256) {
-        dir.unlink(part);
+        const uint64_t good = plan.parts.empty() ? 0 : verified_parts(fd.get(), plan.parts, plan.download_bytes, label);
+        std::string kept = "removed";
+        if (good > 0) {
+            check_errno(::ftruncate(fd.get(), static_cast<off_t>(good)), "truncate", label);
+            kept = "kept the " + std::to_string(good) + " bytes of parts that verify (the next run fetches the rest)";
+        } else {
+            dir.unlink(part);
+        }
         throw Error("verify", plan.payload_url,
-                    "sha256 " + digest + " is not the signed " + plan.payload_sha256 +
-                        ": corrupt or tampered, removed; nothing was applied",
+                    "sha256 " + digest + " is not the signed " + plan.payload_sha256 + ": corrupt or tampered, " + kept +
+                        "; nothing was applied",
                     Fault::InvalidInput);
     }
-    check_errno(::fsync(fd.get()), "sync", dir.path_of(part).string());
+    check_errno(::fsync(fd.get()), "sync", label);
     dir.rename(part, dir, done, false);
     dir.sync();
     return dir.path_of(done);
 }
 
+// Rebuilds the send stream of a downloaded delta payload against the local parent, for import:
+// the parent is opened once, read-only as every vendor tree, and the stream's digest must be the
+// signed one before the import may name the tree.
+vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, const fs::path& file, const ProgressFn& progress) {
+    return [&pool, &plan, file, &progress](const vendor::Sink& sink) {
+        const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!in) throw_errno("open", file.string());
+        delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink);
+        vendor::ZstdDecoder zstd;
+        const vendor::Sink feed = [&](std::string_view body) { decoder.feed(body); };
+        std::string buffer(1u << 20, '\0');
+        uint64_t consumed = 0;
+        while (const size_t n = read_full(in.get(), buffer.data(), buffer.size(), file.string())) {
+            zstd.feed(std::string_view(buffer.data(), n), feed);
+            consumed += n;
+            if (progress) progress({"receive", consumed, plan.download_bytes});
+        }
+        zstd.finish();
+        const auto rebuilt = decoder.finish();
+        if (rebuilt.stream_sha256 != plan.stream_sha256)
+            throw Error("verify", plan.payload_url,
+                        "the rebuilt stream's sha256 " + rebuilt.stream_sha256 + " is not the signed " + plan.stream_sha256,
+                        Fault::InvalidInput);
+    };
+}
+
+// allow_delta false: plain send streams only (the fallback after a delta failed).
 Plan make_plan(const pool::Pool& pool, const deploy::BootTarget& target, const naming::Name& root,
                const std::string& remote_name, const config::RemoteSettings& remote, const VerifiedIndex& vi,
-               const UpdateOptions& options) {
+               const UpdateOptions& options, bool allow_delta = true) {
     Plan plan;
     plan.remote = remote_name;
     plan.root = root.str();
@@ -250,7 +312,8 @@ Plan make_plan(const pool::Pool& pool, const deploy::BootTarget& target, const n
 
     const repo::Payload* best = nullptr;
     for (const auto& p : newest->payloads) {
-        if (p.kind != repo::send_stream_kind) continue;  // a payload kind this client does not know
+        const bool delta = p.kind == repo::delta_kind;
+        if (p.kind != repo::send_stream_kind && !(delta && allow_delta)) continue;  // kinds this client does not know
         std::optional<std::string> parent;
         if (p.parent) {
             parent = local_parent(pool, *p.parent);
@@ -263,8 +326,11 @@ Plan make_plan(const pool::Pool& pool, const deploy::BootTarget& target, const n
     }
     if (!best)
         throw Error("update from", remote_name, "no payload of '" + newest->name + "' applies to this pool", Fault::NotFound);
+    plan.payload_kind = best->kind;
     plan.payload_url = repo::join_url(remote.url, best->file);
     plan.payload_sha256 = best->sha256;
+    plan.parts = best->parts;
+    plan.stream_sha256 = best->stream_sha256;
     plan.download_bytes = best->compressed_size;
     plan.stream_bytes = best->size;
     if (const auto downloads = pool.hidden().try_open_dir(downloads_dir)) {
@@ -322,30 +388,59 @@ UpdateReport update(const pool::Pool& pool, const pool::Lock& lock, const deploy
 
         const bool have_tree = pool.find(*plan.target).has_value();
         if (!have_tree) {
+            // Plans the space, downloads and imports; false when stopping after the download.
+            const auto fetch_and_import = [&]() {
+                try {
+                    check_space(plan);
+                } catch (const Error&) {
+                    if (!options.prune) throw;
+                    deploy::gc(pool, lock, target,
+                               {.keep = config.gc.keep, .dry_run = false, .reset_undo_days = 7, .wait_for_cleaner = true});
+                    plan.pool_free = free_bytes(pool.top());
+                    plan.boot_free = free_bytes(target.boot);
+                    check_space(plan);
+                }
+                write_journal(pool, plan, "download");
+                const auto file = download(pool, plan, fetch);
+                report.downloaded = true;
+                if (options.download_only) {
+                    write_journal(pool, plan, "downloaded");
+                    return false;
+                }
+                write_journal(pool, plan, "import");
+                const auto name = naming::Name::parse(*plan.target);
+                const vendor::ImportOptions import{.base = {}, .on_conflict = pool::OnConflict::Fail, .progress = options.progress};
+                if (plan.payload_kind == repo::delta_kind) {
+                    try {
+                        vendor::import_stream(pool, lock, name, plan.payload_url, delta_producer(pool, plan, file, options.progress), import);
+                    } catch (...) {
+                        std::error_code ec;
+                        fs::remove(file, ec);  // useless once it failed to apply here
+                        throw;
+                    }
+                } else {
+                    vendor::import_stream(pool, lock, name, file, import);
+                }
+                report.imported = true;
+                crash_point("update:imported");
+                std::error_code ec;
+                fs::remove(file, ec);
+                return true;
+            };
+            bool imported = false;
             try {
-                check_space(plan);
-            } catch (const Error&) {
-                if (!options.prune) throw;
-                deploy::gc(pool, lock, target,
-                           {.keep = config.gc.keep, .dry_run = false, .reset_undo_days = 7, .wait_for_cleaner = true});
-                plan.pool_free = free_bytes(pool.top());
-                plan.boot_free = free_bytes(target.boot);
-                check_space(plan);
+                imported = fetch_and_import();
+            } catch (const Error& e) {
+                // A delta that did not apply (a modified parent, a payload that does not rebuild
+                // the signed stream) falls back to the plain payloads; anything else is final.
+                if (plan.payload_kind != repo::delta_kind || !report.downloaded || e.fault() == Fault::Busy) throw;
+                auto fallback = make_plan(pool, target, root, remote_name, remote, vi, options, /*allow_delta=*/false);
+                fallback.fallback = e.what();
+                plan = std::move(fallback);
+                report.downloaded = false;
+                imported = fetch_and_import();
             }
-            write_journal(pool, plan, "download");
-            const auto file = download(pool, plan, fetch);
-            report.downloaded = true;
-            if (options.download_only) {
-                write_journal(pool, plan, "downloaded");
-                return report;
-            }
-            write_journal(pool, plan, "import");
-            vendor::import_stream(pool, lock, naming::Name::parse(*plan.target), file,
-                                  {.base = {}, .on_conflict = pool::OnConflict::Fail, .progress = options.progress});
-            report.imported = true;
-            crash_point("update:imported");
-            std::error_code ec;
-            fs::remove(file, ec);
+            if (!imported) return report;
         }
         write_journal(pool, plan, "deploy");
         const auto target_name = naming::Name::parse(*plan.target);

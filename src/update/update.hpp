@@ -6,15 +6,19 @@
 //      than one seen before from that remote — a replayed index — unless downgrades are allowed;
 //   2. pick the newest usr of the root's vendor and arch; newer than what the root runs, or it
 //      is up to date;
-//   3. choose the smallest payload the pool can apply: an incremental stream whose parent it has
-//      (by received_uuid or uuid), else the full one;
+//   3. choose the smallest payload the pool can apply: a strata delta or an incremental stream
+//      whose parent it has (by received_uuid or uuid, read-only), else the full one;
 //   4. plan the space before downloading: what is left to download plus the stream's size in the
 //      pool, the kernel copy on $BOOT; too little is an error with the numbers (or gc first with
 //      prune);
-//   5. download into .strata/downloads/<sha256>.part, resuming what an earlier run left; check
-//      size and sha256 against the signed index before a byte is applied;
-//   6. import (stream validation and confined receive, vendor/import.hpp) and deploy with boot
-//      counting.
+//   5. download into .strata/downloads/<sha256>.part, resuming what an earlier run left (for a
+//      payload with parts, from the end of the last part whose digest matches); check size and
+//      sha256 against the signed index before a byte is applied;
+//   6. import (stream validation and confined receive, vendor/import.hpp) — a strata delta is
+//      first rebuilt into the send stream against the local parent (delta/payload.hpp), and the
+//      tree is named only once the rebuilt stream's sha256 is the signed one; when that fails
+//      (a modified parent, say), the plain incremental or full stream is used instead — then
+//      deploy with boot counting.
 // Each step is recorded in .strata/update.json (the journal), so a crash is reported by the next
 // `update` or `status` and the next `update` continues from what is done: a finished download is
 // not fetched again, an imported tree is not received again. docs/updates.md has the details.
@@ -28,6 +32,7 @@
 #include "config/config.hpp"
 #include "deploy/deployment.hpp"
 #include "pool/pool.hpp"
+#include "repo/index.hpp"
 
 namespace strata::update {
 
@@ -49,8 +54,11 @@ struct Plan {
     std::string current;                 // the usr the root runs ("" before its first deploy)
     std::optional<std::string> target;   // the usr to go to; nullopt: up to date
     std::optional<std::string> parent;   // the local tree an incremental payload applies on
+    std::string payload_kind;            // repo::send_stream_kind or repo::delta_kind
     std::string payload_url;
     std::string payload_sha256;
+    std::vector<repo::Part> parts;       // the payload's parts, when the index lists them
+    std::string stream_sha256;           // delta: the digest of the stream it rebuilds
     uint64_t download_bytes = 0;         // the payload's size as downloaded
     uint64_t already_downloaded = 0;     // kept from an interrupted earlier run
     uint64_t stream_bytes = 0;           // what the receive writes into the pool (upper bound)
@@ -58,6 +66,7 @@ struct Plan {
     uint64_t pool_free = 0, boot_free = 0;
     uint64_t serial = 0;                 // the index's serial
     bool signed_index = true;            // false only for a remote configured insecure
+    std::optional<std::string> fallback; // why a chosen delta was not applied (then this plan is the plain one)
 };
 
 struct UpdateReport {

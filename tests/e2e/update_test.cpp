@@ -4,6 +4,7 @@
 #include <sys/statvfs.h>
 
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -40,6 +41,20 @@ std::string random_bytes(size_t n, unsigned seed) {
     return s;
 }
 
+// Machine-code-like bytes whose addresses all move by `shift`, as relinking a library does.
+std::string code_like(size_t records, uint32_t shift) {
+    std::mt19937 gen(11);
+    std::string s;
+    for (size_t i = 0; i < records; ++i) {
+        const uint32_t address = static_cast<uint32_t>(i * 64 + shift);
+        s += "\x48\x8b\x05";
+        s.append(reinterpret_cast<const char*>(&address), 4);
+        s += static_cast<char>(gen() % 8);
+        s += "\xe8\x00\x00\x00\x00\xc3";
+    }
+    return s;
+}
+
 struct World {
     test::TempDir work;
     test::ScratchPool vendor_pool;
@@ -58,8 +73,10 @@ struct World {
         require_ok(client({"remote", "add", "vendor", server.url() + remote_path, "--key", key.string() + ".pub"}));
     }
     // Version v of the OS: a kernel, os-release, and `payload` bytes of data that change per version.
-    void release(const std::string& v, size_t payload = 64 << 10, const std::string& arch = "x86_64") const {
+    void release(const std::string& v, size_t payload = 64 << 10, const std::string& arch = "x86_64",
+                 const std::function<void(const fs::path&)>& more = {}) const {
         const auto tree = work.path() / ("tree-" + arch + "-" + v);
+        if (more) more(tree);
         put(tree / "lib/modules/6.1.0/vmlinuz", "kernel " + v + "\n");
         put(tree / "lib/modules/6.1.0/initrd.img", "initrd " + v + "\n");
         put(tree / "lib/os-release", "NAME=Demo\nVERSION_ID=" + v + "\n");
@@ -94,12 +111,13 @@ struct World {
     }
     nlohmann::json index() const { return nlohmann::json::parse(slurp(repo / "index.json")); }
     // The payload of tree `name` whose parent is `parent` ("" for the full one), as indexed.
-    nlohmann::json payload(const std::string& name, const std::string& parent) const {
+    nlohmann::json payload(const std::string& name, const std::string& parent, const std::string& kind = "btrfs-send") const {
         const auto idx = index();
         for (const auto& t : idx["trees"])
             if (t["name"] == name)
                 for (const auto& p : t["payloads"])
-                    if ((parent.empty() && p["parent"].is_null()) || (!p["parent"].is_null() && p["parent"]["name"] == parent))
+                    if (p["kind"] == kind &&
+                        ((parent.empty() && p["parent"].is_null()) || (!p["parent"].is_null() && p["parent"]["name"] == parent)))
                         return p;
         FAIL("no such payload");
         return {};
@@ -149,6 +167,79 @@ TEST_CASE("a fresh client gets v1 in full and later v3 as a delta from the versi
     CHECK(r.exit_status == 0);
     CHECK(r.out.find("Up to date: '" + root + "' runs '" + usr("3") + "'") != std::string::npos);
     CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / ".strata/downloads" / (delta["sha256"].get<std::string>() + ".stream")));
+}
+
+TEST_CASE("a strata delta is used when it is the smallest payload, and the plain stream when it does not apply") {
+    test::require_root_and_btrfs();
+    World w;
+    // A relinked library: every address moved, so a plain delta ships it whole.
+    const auto library = [](uint32_t shift) {
+        return [shift](const fs::path& tree) { put(tree / "lib/libbig.so.1", code_like(60000, shift)); };
+    };
+    w.release("1", 64 << 10, "x86_64", library(0));
+    require_ok(w.publish(usr("1")));
+    CHECK(w.update()["kind"] == "full");
+    w.release("2", 64 << 10, "x86_64", library(100));
+    w.release("3", 64 << 10, "x86_64", library(300));
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    require_ok(w.publish(usr("3"), {"--parent", usr("1")}));
+    const auto plain = w.payload(usr("2"), usr("1")), sdelta = w.payload(usr("2"), usr("1"), "strata-delta");
+    CHECK(sdelta["compressed_size"].get<uint64_t>() * 2 < plain["compressed_size"].get<uint64_t>());
+
+    // To v2 by the strata delta: only it is downloaded, the tree is the published one.
+    auto r = w.client({"update", "--check", "--json"});
+    CHECK(r.exit_status == 100);
+    auto j = nlohmann::json::parse(r.out);
+    CHECK(j["target"] == usr("3"));
+    // v3 is newest; the client has v1, so the choice is among v3's payloads from v1.
+    const auto plain3 = w.payload(usr("3"), usr("1")), sdelta3 = w.payload(usr("3"), usr("1"), "strata-delta");
+    CHECK(j["kind"] == "delta");
+    CHECK(j["payload_kind"] == "strata-delta");
+    CHECK(j["parent"] == usr("1"));
+    CHECK(j["download_bytes"] == sdelta3["compressed_size"]);
+    r = w.client({"update", "--check"});
+    CHECK(r.out.find("Update available: '" + usr("3") + "' for '" + root + "': delta payload from '" + usr("1") + "'") !=
+          std::string::npos);
+
+    SUBCASE("applied") {
+        j = w.update();
+        CHECK(j["kind"] == "delta");
+        CHECK(j["fallback"].is_null());
+        CHECK(j["deployment"]["usr"] == usr("3"));
+        CHECK(w.bytes_served(sdelta3["file"].get<std::string>()) == sdelta3["compressed_size"].get<uint64_t>());
+        CHECK(w.bytes_served(plain3["file"].get<std::string>()) == 0);
+        CHECK(w.same_tree(usr("3")).empty());
+        const auto inspect = nlohmann::json::parse(w.client({"inspect", usr("3"), "--json"}).out);
+        CHECK(inspect["read_only"] == true);
+    }
+    SUBCASE("a delta that does not rebuild the signed stream falls back to the plain incremental one") {
+        // The publisher signs an index whose strata delta claims another stream digest.
+        auto idx = w.index();
+        for (auto& t : idx["trees"])
+            for (auto& p : t["payloads"])
+                if (p["kind"] == "strata-delta") p["stream_sha256"] = std::string(64, 'a');
+        put(w.repo / "index.json", idx.dump(2) + "\n");
+        require_ok(run_process({"minisign", "-S", "-s", w.key.string() + ".key", "-m", (w.repo / "index.json").string(), "-t",
+                                "strata-index serial=" + std::to_string(idx["serial"].get<uint64_t>())}));
+        j = w.update();
+        CHECK(j["kind"] == "incremental");
+        CHECK(j["payload_kind"] == "btrfs-send");
+        REQUIRE(j["fallback"].is_string());
+        CHECK(j["fallback"].get<std::string>().find("the rebuilt stream's sha256") != std::string::npos);
+        CHECK(j["deployment"]["usr"] == usr("3"));
+        CHECK(w.bytes_served(sdelta3["file"].get<std::string>()) == sdelta3["compressed_size"].get<uint64_t>());
+        CHECK(w.bytes_served(plain3["file"].get<std::string>()) == plain3["compressed_size"].get<uint64_t>());
+        CHECK(w.same_tree(usr("3")).empty());
+        // Nothing of the failed attempt is left: no download, no staging.
+        CHECK(fs::is_empty(w.client_pool.mountpoint() / ".strata/downloads"));
+    }
+    SUBCASE("a parent that was made writable is no parent any more: the full stream is used") {
+        require_ok(run_process({"btrfs", "property", "set", "-f", (w.client_pool.mountpoint() / usr("1")).string(), "ro", "false"}));
+        r = w.client({"update", "--check", "--json"});
+        j = nlohmann::json::parse(r.out);
+        CHECK(j["kind"] == "full");
+        CHECK(j["parent"].is_null());
+    }
 }
 
 TEST_CASE("tampered payloads and indexes are refused before anything is applied") {
