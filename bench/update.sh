@@ -28,31 +28,9 @@ note() { echo "bench: $*" >&2; }
 for tool in btrfs mkfs.btrfs losetup zstd nginx numfmt; do command -v "$tool" >/dev/null || die "'$tool' is missing"; done
 size_bytes=$(numfmt --from=iec "$SIZE")
 
-work=$(mktemp -d "$WORKDIR/strata-bench-update.XXXXXX")
-mounts=() loops=() nginx_pid=
-cleanup() {
-    set +e
-    [ -n "$nginx_pid" ] && kill "$nginx_pid" && wait "$nginx_pid" 2>/dev/null
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"; done
-    for i in "${loops[@]}"; do
-        dev=${i%% *} img=${i#* }
-        [ "$(cat "/sys/block/${dev##*/}/loop/backing_file" 2>/dev/null)" = "$img" ] && losetup -d "$dev"
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-make_pool() {
-    local mnt=$1 img=$1.img dev
-    truncate -s "$((size_bytes * 3 + (1 << 30)))" "$img"
-    mkfs.btrfs -q "$img" >/dev/null 2>&1
-    dev=$(losetup -f --show "$img")
-    loops+=("$dev $img")
-    mkdir -p "$mnt"
-    mount "$dev" "$mnt"
-    mounts+=("$mnt")
-}
+source "$repo/bench/scratch.sh"
+scratch_init strata-bench-update
+pool_bytes=$((size_bytes * 3 + (1 << 30)))
 config=$work/strata.toml
 printf '[boot]\ntries = 3\n' >"$config"
 strata() { "$STRATA" --config "$config" -q "$@"; }
@@ -74,9 +52,9 @@ source "$repo/bench/tree.sh"
 note "copying up to $SIZE of $SOURCE ($SOURCE_DIRS)"
 tree=$work/tree
 make_tree "$tree" "$size_bytes" >/dev/null
-make_pool "$work/vendor"
-make_pool "$work/client"
-make_pool "$work/raw"
+make_pool "$work/vendor" "$pool_bytes"
+make_pool "$work/client" "$pool_bytes"
+make_pool "$work/raw" "$pool_bytes"
 strata keygen -o "$work/key"
 for v in 1 2 3 4; do
     if [ "$v" -gt 1 ]; then
@@ -109,6 +87,7 @@ http { access_log off; client_body_temp_path $work/t1; proxy_temp_path $work/t2;
 CONF
 nginx -c "$work/nginx.conf" &
 nginx_pid=$!
+on_cleanup 'kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null'
 sleep 1
 
 # --- client: holds v3 (received from its full stream, deployed), then the timed update to v4 ---

@@ -41,20 +41,6 @@ std::string random_bytes(size_t n, unsigned seed) {
     return s;
 }
 
-// Machine-code-like bytes whose addresses all move by `shift`, as relinking a library does.
-std::string code_like(size_t records, uint32_t shift) {
-    std::mt19937 gen(11);
-    std::string s;
-    for (size_t i = 0; i < records; ++i) {
-        const uint32_t address = static_cast<uint32_t>(i * 64 + shift);
-        s += "\x48\x8b\x05";
-        s.append(reinterpret_cast<const char*>(&address), 4);
-        s += static_cast<char>(gen() % 8);
-        s += "\xe8\x00\x00\x00\x00\xc3";
-    }
-    return s;
-}
-
 struct World {
     test::TempDir work;
     test::ScratchPool vendor_pool;
@@ -174,7 +160,7 @@ TEST_CASE("a strata delta is used when it is the smallest payload, and the plain
     World w;
     // A relinked library: every address moved, so a plain delta ships it whole.
     const auto library = [](uint32_t shift) {
-        return [shift](const fs::path& tree) { put(tree / "lib/libbig.so.1", code_like(60000, shift)); };
+        return [shift](const fs::path& tree) { put(tree / "lib/libbig.so.1", test::code_like(60000, shift)); };
     };
     w.release("1", 64 << 10, "x86_64", library(0));
     require_ok(w.publish(usr("1")));

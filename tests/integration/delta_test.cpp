@@ -31,21 +31,6 @@ std::string random_bytes(size_t n, unsigned seed) {
     return s;
 }
 
-// Machine-code-like content: records holding addresses; `shift` moves every address, as
-// relinking after an inserted function does.
-std::string code_like(size_t records, uint32_t shift, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::string s;
-    for (size_t i = 0; i < records; ++i) {
-        const uint32_t address = static_cast<uint32_t>(i * 64 + shift);
-        s += "\x48\x8b\x05";
-        s.append(reinterpret_cast<const char*>(&address), 4);
-        s += static_cast<char>(rng() % 8);
-        s += "\xe8\x00\x00\x00\x00\xc3";
-    }
-    return s;
-}
-
 void write_file(const fs::path& file, std::string_view content) {
     fs::create_directories(file.parent_path());
     std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
@@ -73,8 +58,8 @@ struct World {
     World() {
         btrfs({"subvolume", "create", v1.string()});
         write_file(v1 / "etc/unchanged.conf", "key = value\n");
-        write_file(v1 / "lib/libfoo.so.1", code_like(20000, 0, 1));
-        write_file(v1 / "lib/modules/6.1.0-50/kernel/net/e1000.ko", code_like(8000, 0, 2));
+        write_file(v1 / "lib/libfoo.so.1", test::code_like(20000, 0, 1));
+        write_file(v1 / "lib/modules/6.1.0-50/kernel/net/e1000.ko", test::code_like(8000, 0, 2));
         write_file(v1 / "bin/tool", random_bytes(100000, 3));
         write_file(v1 / "share/old-name.bin", random_bytes(70000, 4));
         write_file(v1 / "share/big.img", random_bytes(300000, 5));
@@ -84,10 +69,10 @@ struct World {
 
         // Same path, new inode (as dpkg replaces files), relinked code: a binary diff.
         fs::remove(v2 / "lib/libfoo.so.1");
-        write_file(v2 / "lib/libfoo.so.1", code_like(20000, 100, 1) + "new function");
+        write_file(v2 / "lib/libfoo.so.1", test::code_like(20000, 100, 1) + "new function");
         // The kernel's version moved: the module's predecessor is under the old version.
         fs::remove_all(v2 / "lib/modules/6.1.0-50");
-        write_file(v2 / "lib/modules/6.1.0-56/kernel/net/e1000.ko", code_like(8000, 32, 2));
+        write_file(v2 / "lib/modules/6.1.0-56/kernel/net/e1000.ko", test::code_like(8000, 32, 2));
         // Rewritten with the same content: a copy from the parent.
         fs::remove(v2 / "bin/tool");
         write_file(v2 / "bin/tool", random_bytes(100000, 3));

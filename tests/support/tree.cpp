@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <random>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -797,6 +798,19 @@ std::vector<std::string> compare_trees(const std::filesystem::path& a, const std
     const Fd fb = open_dir_noatime(AT_FDCWD, b.string());
     Comparer(options, report).compare_root(fa.get(), fb.get());
     return report.take();
+}
+
+std::string code_like(size_t records, uint32_t shift, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::string s;
+    for (size_t i = 0; i < records; ++i) {
+        const uint32_t address = static_cast<uint32_t>(i * 64 + shift);
+        s += "\x48\x8b\x05";
+        s.append(reinterpret_cast<const char*>(&address), 4);
+        s += static_cast<char>(rng() % 8);
+        s += "\xe8\x00\x00\x00\x00\xc3";
+    }
+    return s;
 }
 
 }  // namespace strata::test

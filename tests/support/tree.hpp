@@ -40,6 +40,10 @@ struct FixtureOptions {
 // The paths below name some of these entries for tests that change one of them.
 void make_fixture_tree(const std::filesystem::path& root, FixtureOptions options = {});
 
+// Bytes shaped like machine code: `records` instructions that each hold an address; `shift` moves
+// every address, as relinking a library after an inserted function does. For delta tests.
+std::string code_like(size_t records, uint32_t shift, unsigned seed = 11);
+
 namespace fixture {
 inline constexpr std::string_view setuid_binary = "usr/bin/su";           // 0:0 04755
 inline constexpr std::string_view capability_binary = "usr/bin/ping";     // security.capability
