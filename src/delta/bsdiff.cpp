@@ -7,9 +7,23 @@
 #include <limits>
 
 #include "base/error.hpp"
+#include "base/shared_library.hpp"
 
 namespace strata::delta {
 namespace {
+
+// Opened on first use: only a publisher makes patches. Applying them (every client, strata inside
+// a booted guest) needs no suffix array, so strata does not load the library at every start and
+// runs where it is not installed.
+struct LibDivsufsort {
+    SharedLibrary library{"libdivsufsort.so.3"};
+    STRATA_IMPORT(library, divsufsort);
+};
+
+const LibDivsufsort& libdivsufsort() {
+    static const LibDivsufsort api;  // initialised once, also with concurrent callers
+    return api;
+}
 
 using Index = int64_t;
 
@@ -56,7 +70,8 @@ Patch make_patch(std::string_view source, std::string_view target) {
 
     std::vector<saidx_t> suffixes(source.size());
     if (!source.empty() &&
-        divsufsort(reinterpret_cast<const sauchar_t*>(source.data()), suffixes.data(), static_cast<saidx_t>(old_size)) != 0)
+        libdivsufsort().divsufsort(reinterpret_cast<const sauchar_t*>(source.data()), suffixes.data(),
+                                   static_cast<saidx_t>(old_size)) != 0)
         throw Error("make binary patch", "", "suffix sorting failed");
 
     Index scan = 0, length = 0, position = 0;
