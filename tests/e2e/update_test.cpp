@@ -344,6 +344,57 @@ TEST_CASE("an interrupted download resumes where it stopped") {
     CHECK(w.same_tree(usr("1")).empty());
 }
 
+TEST_CASE("a corrupt part of a strata delta is fetched again from that part on, and nothing is applied before") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto release = [&](const std::string& v, uint32_t shift) {
+        w.release(v, 64 << 10, "x86_64", [&](const fs::path& tree) {
+            put(tree / "lib/libbig.so.1", test::code_like(60000, shift));
+            // New content in v2 large enough for more than one 8 MiB part.
+            if (v == "2") put(tree / "share/big.bin", random_bytes(10 << 20, 99));
+        });
+    };
+    release("1", 0);
+    require_ok(w.publish(usr("1")));
+    CHECK(w.update()["kind"] == "full");
+    release("2", 100);
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    const auto sdelta = w.payload(usr("2"), usr("1"), "strata-delta");
+    REQUIRE(sdelta["parts"].size() == 2);
+    const uint64_t size = sdelta["compressed_size"], first = sdelta["parts"][0]["size"];
+    const auto file = w.repo / sdelta["file"].get<std::string>();
+
+    // The server hands out a damaged second part: the download fails its digest, keeps the first part.
+    const auto good = slurp(file);
+    std::string bad = good;
+    bad[first + 100] = static_cast<char>(bad[first + 100] ^ 0x40);
+    put(file, bad);
+    auto r = w.client({"update"});
+    CHECK(r.exit_status == 2);
+    CHECK(r.err.find("corrupt or tampered, kept the " + std::to_string(first) + " bytes of parts that verify") != std::string::npos);
+    CHECK(r.err.find("nothing was applied") != std::string::npos);
+    CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / usr("2")));
+    const auto part = w.client_pool.mountpoint() / ".strata/downloads" / (sdelta["sha256"].get<std::string>() + ".part");
+    REQUIRE(fs::exists(part));
+    CHECK(fs::file_size(part) == first);
+
+    // Repaired: the next update fetches only from the second part on.
+    put(file, good);
+    const auto before = w.server.requests().size();
+    auto j = w.update();
+    CHECK(j["kind"] == "delta");
+    CHECK(j["deployment"]["usr"] == usr("2"));
+    const auto requests = w.server.wait_for_requests(before + 1);
+    uint64_t fetched = 0;
+    for (size_t i = before; i < requests.size(); ++i)
+        if (requests[i].uri.ends_with(sdelta["file"].get<std::string>())) {
+            CHECK(requests[i].range == "bytes=" + std::to_string(first) + "-");
+            fetched += requests[i].body_bytes;
+        }
+    CHECK(fetched == size - first);
+    CHECK(w.same_tree(usr("2")).empty());
+}
+
 TEST_CASE("an update that does not fit is refused with the numbers before downloading") {
     test::require_root_and_btrfs();
     World w;
