@@ -21,11 +21,8 @@ CACHE_DIR=${CACHE_DIR:-/var/tmp/strata-bench-delta-cache}
 vendor=org.bench.Debian
 arch=x86_64
 
-die() { echo "bench: $*" >&2; exit 1; }
-note() { echo "bench: $*" >&2; }
-[ "$(id -u)" = 0 ] || die "must run as root"
-[ -x "$STRATA" ] || die "no strata binary at '$STRATA'"
-for tool in btrfs mkfs.btrfs losetup zstd debootstrap ostree unshare; do command -v "$tool" >/dev/null || die "'$tool' is missing"; done
+source "$repo/bench/scratch.sh"
+require_tools btrfs mkfs.btrfs losetup zstd debootstrap ostree unshare
 
 # --- the trees, cached by recipe ---------------------------------------------------------------
 recipe="bookworm minbase+systemd,systemd-sysv,udev,kmod | +vim,curl,git | $MIRROR | 1"
@@ -56,7 +53,6 @@ fi
 note "trees: $(du -sh "$trees/v1/usr" | cut -f1) and $(du -sh "$trees/v2/usr" | cut -f1) ($trees)"
 
 # --- scratch pools ---------------------------------------------------------------------------
-source "$repo/bench/scratch.sh"
 scratch_init strata-bench-delta
 for p in vendor client raw; do make_pool "$work/$p" $((3 << 30)); done
 config=$work/strata.toml

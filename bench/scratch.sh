@@ -4,6 +4,14 @@
 # scratch_init PREFIX: creates $work under $WORKDIR (default /var/tmp) and installs the exit trap.
 # make_pool DIR BYTES: a sparse BYTES image DIR.img, mkfs.btrfs, attached and mounted at DIR.
 # on_cleanup CMD: run CMD first when cleaning up (servers the benchmark started).
+# require_tools TOOL...: root, the strata binary $STRATA, and each tool on PATH, or die.
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+require_tools() {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+    [ -x "$STRATA" ] || die "no strata binary at '$STRATA'"
+    for tool in "$@"; do command -v "$tool" >/dev/null || die "'$tool' is missing"; done
+}
 scratch_init() {
     work=$(mktemp -d "${WORKDIR:-/var/tmp}/$1.XXXXXX")
     mounts=() loops=() cleanups=()

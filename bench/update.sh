@@ -21,14 +21,10 @@ WORKDIR=${WORKDIR:-/var/tmp}
 vendor=org.bench.Os
 arch=x86_64
 
-die() { echo "bench: $*" >&2; exit 1; }
-note() { echo "bench: $*" >&2; }
-[ "$(id -u)" = 0 ] || die "must run as root"
-[ -x "$STRATA" ] || die "no strata binary at '$STRATA'"
-for tool in btrfs mkfs.btrfs losetup zstd nginx numfmt; do command -v "$tool" >/dev/null || die "'$tool' is missing"; done
+source "$repo/bench/scratch.sh"
+require_tools btrfs mkfs.btrfs losetup zstd nginx numfmt
 size_bytes=$(numfmt --from=iec "$SIZE")
 
-source "$repo/bench/scratch.sh"
 scratch_init strata-bench-update
 pool_bytes=$((size_bytes * 3 + (1 << 30)))
 config=$work/strata.toml
@@ -100,6 +96,8 @@ index, version, parent = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 for t in index["trees"]:
     if t["name"].endswith(":" + version):
         for p in t["payloads"]:
+            if p["kind"] != "btrfs-send":
+                continue
             if (p["parent"] is None and not parent) or (p["parent"] and p["parent"]["name"].endswith(":" + parent)):
                 print(p["file"])
 PY

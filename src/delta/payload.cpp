@@ -321,23 +321,30 @@ private:
             body += source;
             put(body, offset, 8);
         };
-        const auto name = names_.resolve(g.path);
-        if (const auto copy = find_copy(name, g)) {
+        // The predecessor's range is read once: it decides between a copy and a patch.
+        const auto source = predecessor_range(names_.resolve(g.path), g);
+        std::optional<std::pair<std::string, uint64_t>> copy;
+        if (source && g.offset >= source->offset && g.offset - source->offset <= source->bytes.size() &&
+            std::string_view(source->bytes).substr(g.offset - source->offset, g.data.size()) == g.data)
+            copy = std::pair{source->path, g.offset};
+        else copy = identical_file(g);
+        std::optional<Patch> patch;
+        if (!copy && source) patch = worthwhile_patch(source->bytes, g.data);
+        if (copy) {
             put_source(Encoding::Copy, copy->first, copy->second);
             stats_.copied_bytes += g.data.size();
-        } else if (auto diff = make_diff(name, g)) {
-            put_source(Encoding::Bsdiff, diff->source, diff->source_offset);
-            put(body, diff->source_length, 8);
-            put(body, diff->patch.controls.size(), 4);
-            for (const auto& c : diff->patch.controls) {
+        } else if (patch) {
+            put_source(Encoding::Bsdiff, source->path, source->offset);
+            put(body, source->bytes.size(), 8);
+            put(body, patch->controls.size(), 4);
+            for (const auto& c : patch->controls) {
                 put(body, c.add, 8);
                 put(body, c.copy, 8);
                 put(body, static_cast<uint64_t>(c.seek), 8);
             }
-            body += diff->patch.diff;
-            body += diff->patch.extra;
+            body += patch->diff;
+            body += patch->extra;
             stats_.diffed_bytes += g.data.size();
-            stats_.patch_bytes += diff->patch.controls.size() * 24 + diff->patch.diff.size() + diff->patch.extra.size();
         } else {
             put(body, static_cast<uint8_t>(Encoding::Literal), 1);
             body += digest;
@@ -347,42 +354,39 @@ private:
         emit_record(RecordType::Writes, body);
     }
 
-    // The same bytes at the same offset of the predecessor, or a whole parent file of this size.
-    std::optional<std::pair<std::string, uint64_t>> find_copy(const std::string& name, const Group& g) const {
-        const auto same_at = [&](const std::string& path, uint64_t offset) {
-            const auto size = files_.size_of(path);
-            if (!size || offset > *size || g.data.size() > *size - offset) return false;
-            return read_source(parent_, path, offset, g.data.size()) == g.data;
-        };
-        if (const auto pred = files_.predecessor(name); pred && same_at(*pred, g.offset))
-            return std::pair{*pred, g.offset};
-        if (g.offset != 0) return std::nullopt;
-        constexpr size_t max_candidates = 8;
-        const auto& candidates = files_.of_size(g.data.size());
-        for (size_t i = 0; i < std::min(candidates.size(), max_candidates); ++i)
-            if (same_at(candidates[i], 0)) return std::pair{candidates[i], uint64_t{0}};
-        return std::nullopt;
-    }
-
-    struct Diff {
-        std::string source;
-        uint64_t source_offset = 0, source_length = 0;
-        Patch patch;
+    struct Range {
+        std::string path;
+        uint64_t offset = 0;
+        std::string bytes;
     };
-    // A patch against the predecessor when it is likely to compress smaller than the bytes.
-    std::optional<Diff> make_diff(const std::string& name, const Group& g) const {
+    // The predecessor's bytes, or the max_source_bytes window of them that starts at the group
+    // (or ends at the file's end); nullopt without a (non-empty) predecessor.
+    std::optional<Range> predecessor_range(const std::string& name, const Group& g) const {
         const auto pred = files_.predecessor(name);
         if (!pred) return std::nullopt;
         const uint64_t size = *files_.size_of(*pred);
         if (size == 0) return std::nullopt;
-        Diff diff{*pred, 0, std::min(size, max_source_bytes), {}};
-        if (size > max_source_bytes) diff.source_offset = std::min(g.offset, size - max_source_bytes);
-        const auto source = read_source(parent_, *pred, diff.source_offset, diff.source_length);
-        diff.patch = make_patch(source, g.data);
-        const size_t patch_cost = diff.patch.controls.size() * 24 + compressed_estimate(diff.patch.diff) +
-                                  compressed_estimate(diff.patch.extra);
-        if (patch_cost >= compressed_estimate(g.data)) return std::nullopt;
-        return diff;
+        const uint64_t offset = size > max_source_bytes ? std::min(g.offset, size - max_source_bytes) : 0;
+        const uint64_t length = std::min(size, max_source_bytes);
+        return Range{*pred, offset, read_source(parent_, *pred, offset, length)};
+    }
+
+    // A whole parent file with exactly this content, for a group that starts a file.
+    std::optional<std::pair<std::string, uint64_t>> identical_file(const Group& g) const {
+        if (g.offset != 0) return std::nullopt;
+        constexpr size_t max_candidates = 8;
+        const auto& candidates = files_.of_size(g.data.size());
+        for (size_t i = 0; i < std::min(candidates.size(), max_candidates); ++i)
+            if (read_source(parent_, candidates[i], 0, g.data.size()) == g.data) return std::pair{candidates[i], uint64_t{0}};
+        return std::nullopt;
+    }
+
+    // A patch when it is likely to compress smaller than the bytes themselves.
+    static std::optional<Patch> worthwhile_patch(std::string_view source, std::string_view target) {
+        auto patch = make_patch(source, target);
+        const size_t cost = patch.controls.size() * 24 + compressed_estimate(patch.diff) + compressed_estimate(patch.extra);
+        if (cost >= compressed_estimate(target)) return std::nullopt;
+        return patch;
     }
 
     const Dir& parent_;

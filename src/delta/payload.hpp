@@ -45,7 +45,6 @@ struct EncodeStats {
     uint64_t body_bytes = 0;    // the payload body, before compression
     uint64_t groups = 0;        // 'W' records
     uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0;  // write data by encoding
-    uint64_t patch_bytes = 0;   // raw size of the patches standing for diffed_bytes
 };
 
 // Encodes an incremental send stream (a seekable file, read twice: first to learn the final

@@ -274,11 +274,10 @@ private:
     std::vector<Part> parts_;
 };
 
-// The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp).
-Payload write_delta_payload(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
-                            const PublishOptions& options, NewFiles& created) {
-    const auto base = std::string(base_name(w.file));
-    const bool existed = payloads.stat(base).has_value();
+// The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp),
+// compressed into out; fills in the sizes, parts and the rebuilt stream's digest.
+void write_delta_body(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
+                      const PublishOptions& options, const AtomicFile& out, sign::Sha256& digest, Payload& p) {
     // The plain stream, unnamed beside the payloads: the encoder reads it twice.
     Fd stream(::openat(payloads.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (!stream) throw_errno("create temporary stream file in", payloads.path().string());
@@ -287,56 +286,46 @@ Payload write_delta_payload(const pool::Pool& pool, const Dir& payloads, const p
     export_options.progress = options.progress;
     vendor::export_stream(pool, tree.name, export_options, stream.get());
 
-    AtomicFile out(payloads, base);
     vendor::ZstdEncoder zstd(delta_zstd_level, delta_zstd_window_log, delta_zstd_workers);
-    sign::Sha256 whole;
     PartDigests parts(delta_part_bytes);
-    uint64_t written = 0;
     const vendor::Sink sink = [&](std::string_view data) {
         write_all(out.fd(), data, out.temp_path());
-        whole.update(data);
+        digest.update(data);
         parts.update(data);
-        written += data.size();
+        p.compressed_size += data.size();
     };
     const auto stats = delta::encode_payload(stream.get(), pool.top().open_dir(w.parent->name),
                                              [&](std::string_view body) { zstd.feed(body, sink); });
     zstd.finish(sink);
-    Payload p;
-    p.kind = std::string(delta_kind);
-    p.compression = "zstd";
-    p.file = w.file;
-    p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
     p.size = stats.stream_bytes;
-    p.compressed_size = written;
-    p.sha256 = whole.hex_digest();
     p.parts = parts.finish();
     p.stream_sha256 = stats.stream_sha256;
-    out.commit();
-    if (!existed) created.add(base);
-    return p;
 }
 
 Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
                       const PublishOptions& options, NewFiles& created) {
-    if (w.kind == delta_kind) return write_delta_payload(pool, payloads, tree, w, options, created);
     const auto base = std::string(base_name(w.file));
     const bool existed = payloads.stat(base).has_value();
     AtomicFile out(payloads, base);
-    vendor::ExportOptions export_options;
-    if (w.parent) export_options.parent = w.parent->name;
-    export_options.compression = vendor::Compression::Zstd;
-    export_options.progress = options.progress;
-    sign::Sha256 digest;
-    export_options.observe_output = [&](std::string_view data) { digest.update(data); };
-    const auto result = vendor::export_stream(pool, tree.name, export_options, out.fd());
     Payload p;
-    p.kind = std::string(send_stream_kind);
+    p.kind = std::string(w.kind);
     p.compression = "zstd";
     p.file = w.file;
     if (w.parent)
         p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
-    p.size = result.stream_bytes;
-    p.compressed_size = result.bytes;
+    sign::Sha256 digest;
+    if (w.kind == delta_kind) {
+        write_delta_body(pool, payloads, tree, w, options, out, digest, p);
+    } else {
+        vendor::ExportOptions export_options;
+        if (w.parent) export_options.parent = w.parent->name;
+        export_options.compression = vendor::Compression::Zstd;
+        export_options.progress = options.progress;
+        export_options.observe_output = [&](std::string_view data) { digest.update(data); };
+        const auto result = vendor::export_stream(pool, tree.name, export_options, out.fd());
+        p.size = result.stream_bytes;
+        p.compressed_size = result.bytes;
+    }
     p.sha256 = digest.hex_digest();
     out.commit();
     if (!existed) created.add(base);
