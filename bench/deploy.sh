@@ -4,6 +4,7 @@
 #   name  strata  peer  ratio  goal  ok|MISSED|n/a|error
 # Run as root from anywhere; see bench/README.md for what is measured and the settings:
 #   STRATA  strata binary              (default: <repo>/build/src/cli/strata, as scripts/build makes)
+#   STRIP   1 | 0                      (default: 1: time a copy without debug info, as installed)
 #   OSTREE  ostree binary              (default: ostree from PATH; missing: the peer rows are n/a)
 #   SIZE    size of the large tree     (default: 700M; suffixes K M G as in numfmt --from=iec)
 #   TINY    size of the small tree     (default: 5M; both trees also get the same 40 MiB kernel+initrd)
@@ -81,6 +82,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The binary as it is installed (`cmake --install --strip`, a distribution's package): without the
+# ~100 MB of debug info of a RelWithDebInfo build, whose read-around a cold start would pay (~7 ms).
+if [ "${STRIP:-1}" = 1 ]; then
+    objcopy --strip-debug "$STRATA" "$work/strata" || die "cannot strip a copy of '$STRATA'"
+    STRATA=$work/strata
+fi
 
 # make_pool DIR BYTES: a fresh btrfs on a sparse image, mounted at DIR.
 make_pool() {

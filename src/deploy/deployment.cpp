@@ -157,8 +157,13 @@ void require_not_in_use(const pool::Pool& pool, const naming::Name& root, const 
                     Fault::InUse);
 }
 
-// / and /usr mounted from subvolumes of this pool, as a system booted from it has them.
+// / and /usr mounted from subvolumes of this pool, as a system booted from it has them. The mount
+// table is read only when / is on the pool's filesystem at all: most hosts that run strata on a
+// pool (image builders, a pool on a data disk) have / elsewhere, and that check is two syscalls.
 std::optional<Booted> booted_from_mounts(const pool::Pool& pool) {
+    const Dir slash = Dir::open("/");
+    if (!btrfs::is_btrfs(slash) || btrfs::filesystem_uuid(slash) != btrfs::filesystem_uuid(pool.top()))
+        return std::nullopt;
     const auto pool_mount = mount::find_mount(pool.path());
     if (!pool_mount) return std::nullopt;
     std::optional<std::string> root, usr;

@@ -55,10 +55,20 @@ std::vector<Subvolume> Pool::list() const {
     return result;
 }
 
+// One name, one subvolume: its own info (BTRFS_IOC_GET_SUBVOL_INFO), not a listing of the pool,
+// which costs three ioctls per subvolume and grows with every kept state snapshot. What it
+// returns is what list() would: a subvolume directly in the top-level directory, not strata's own.
 std::optional<Subvolume> Pool::find(std::string_view name) const {
-    for (auto& s : list())
-        if (s.name == name) return std::move(s);
-    return std::nullopt;
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
+        name.starts_with(hidden_dir))
+        return std::nullopt;
+    const auto st = top_.stat(name);
+    if (!st || !S_ISDIR(st->st_mode) || st->st_ino != subvolume_root_inode) return std::nullopt;
+    const auto dir = top_.try_open_dir(name);
+    if (!dir) return std::nullopt;
+    auto info = btrfs::info(*dir);
+    if (info.parent_id != btrfs::top_level_id || info.dir_id != subvolume_root_inode) return std::nullopt;
+    return Subvolume{std::string(name), naming::Name::try_parse(name), std::move(info)};
 }
 
 std::optional<Subvolume> Pool::find_by_uuid(const btrfs::Uuid& uuid) const {
