@@ -1,0 +1,66 @@
+// zstd framing (src/vendor/zstd.hpp): what the encoder writes, the decoder gives back byte for
+// byte, also when incompressible pieces in the middle of a frame go at a faster level.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <string>
+
+#include "base/error.hpp"
+#include "vendor/zstd.hpp"
+
+using namespace strata;
+using namespace strata::vendor;
+
+namespace {
+
+std::string random_bytes(std::mt19937& rng, size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+    return s;
+}
+
+std::string text(size_t n) {
+    std::string s;
+    for (size_t i = 0; s.size() < n; ++i) s += "line " + std::to_string(i % 977) + " of some compressible text\n";
+    return s.substr(0, n);
+}
+
+std::string decode(const std::string& frame) {
+    std::string out;
+    ZstdDecoder decoder;
+    for (size_t at = 0; at < frame.size(); at += 4096)
+        decoder.feed(std::string_view(frame).substr(at, 4096), [&](std::string_view b) { out += b; });
+    decoder.finish();
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a slow multi-threaded frame with incompressible pieces round-trips and stays one frame") {
+    std::mt19937 rng(5);
+    const std::string pieces[] = {text(3 << 20), random_bytes(rng, 2 << 20), text(1 << 20), random_bytes(rng, 100),
+                                  random_bytes(rng, 1 << 20), text(4096)};
+    std::string input, frame;
+    ZstdEncoder encoder(19, 25, 2);
+    const Sink sink = [&](std::string_view b) { frame += b; };
+    for (const auto& p : pieces) {
+        input += p;
+        encoder.feed(p, sink);
+    }
+    encoder.finish(sink);
+    CHECK(decode(frame) == input);
+    // The random megabytes stay about their size, the text shrinks to almost nothing.
+    CHECK(frame.size() < (3u << 20) + 200000);
+    CHECK(frame.size() > (3u << 20));
+}
+
+TEST_CASE("a frame cut short is refused") {
+    ZstdEncoder encoder;
+    std::string frame;
+    const Sink sink = [&](std::string_view b) { frame += b; };
+    encoder.feed(text(100000), sink);
+    encoder.finish(sink);
+    ZstdDecoder decoder;
+    decoder.feed(std::string_view(frame).substr(0, frame.size() / 2), [](std::string_view) {});
+    CHECK_THROWS_AS(decoder.finish(), Error);
+}
