@@ -141,6 +141,35 @@ Patch make_patch(std::string_view source, std::string_view target) {
     return patch;
 }
 
+namespace {
+
+constexpr size_t window_bytes = 8;
+constexpr uint64_t pick_mask = 31;
+
+// Calls f with every picked window of data.
+template <class F>
+void for_each_window(std::string_view data, F&& f) {
+    for (size_t i = 0; i + window_bytes <= data.size(); ++i) {
+        uint64_t w = 0;
+        std::memcpy(&w, data.data() + i, window_bytes);
+        if (((w * 0x9E3779B97F4A7C15ull) >> 58 & pick_mask) == 0) f(w);
+    }
+}
+
+}  // namespace
+
+double shared_content(std::string_view source, std::string_view target) {
+    std::vector<uint64_t> picked;
+    for_each_window(source, [&](uint64_t w) { picked.push_back(w); });
+    std::sort(picked.begin(), picked.end());
+    size_t found = 0, all = 0;
+    for_each_window(target, [&](uint64_t w) {
+        ++all;
+        if (std::binary_search(picked.begin(), picked.end(), w)) ++found;
+    });
+    return all == 0 ? 1.0 : static_cast<double>(found) / static_cast<double>(all);
+}
+
 std::string apply_patch(std::string_view source, const Patch& patch) {
     std::string out;
     if (patch.target_size > (uint64_t{1} << 40)) refuse("the target size is implausible");

@@ -40,6 +40,13 @@ struct Patch {
 // refused (Error, InvalidInput): files that large are shipped literally.
 Patch make_patch(std::string_view source, std::string_view target);
 
+// The share (0 to 1) of target's content that also occurs in source, estimated from 8-byte
+// windows picked by their content (about one in 32 positions), so that a shift does not change
+// which windows are picked. Linear and cheap next to make_patch, whose search runs at every
+// position of target that matches nothing: a file diffed against an unrelated predecessor
+// (random or differently compressed bytes) costs it the most and gains nothing.
+double shared_content(std::string_view source, std::string_view target);
+
 // target from source and patch. A patch that reads outside source, whose blocks do not hold what
 // its controls need (or hold more), or whose result would not be target_size bytes, is refused
 // with Error(InvalidInput) before more than target_size bytes are produced.

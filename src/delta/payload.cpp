@@ -383,9 +383,18 @@ private:
 
     // A patch when it is likely to compress smaller than the bytes themselves.
     static std::optional<Patch> worthwhile_patch(std::string_view source, std::string_view target) {
+        // Incompressible bytes (compressed or random) that share little with the source would
+        // make a patch of almost only extra bytes, no smaller than the literal, and the search is
+        // at its slowest there (bench/update.sh: 4 MiB of new random bytes diffed against the
+        // last version's took most of a 12 s publish). Such bytes have so many distinct windows
+        // that shared_content's sample is reliable; for compressible ones (code with relocated
+        // addresses every few bytes) it underestimates what bsdiff finds, so they are diffed.
+        const size_t literal = compressed_estimate(target);
+        constexpr double min_shared = 1.0 / 8;
+        if (literal * 100 >= target.size() * 97 && shared_content(source, target) < min_shared) return std::nullopt;
         auto patch = make_patch(source, target);
         const size_t cost = patch.controls.size() * 24 + compressed_estimate(patch.diff) + compressed_estimate(patch.extra);
-        if (cost >= compressed_estimate(target)) return std::nullopt;
+        if (cost >= literal) return std::nullopt;
         return patch;
     }
 

@@ -91,6 +91,18 @@ TEST_CASE("code that moved diffs into mostly zeros, and patches are deterministi
     CHECK(make_patch(source, target) == p);
 }
 
+TEST_CASE("shared content: unrelated random bytes share nothing, versions of a file most of it") {
+    std::mt19937 rng(3);
+    const auto source = random_bytes(rng, 1 << 20);
+    CHECK(shared_content(source, random_bytes(rng, 1 << 20)) < 0.01);
+    CHECK(shared_content(source, source) == 1.0);
+    CHECK(shared_content(source, mutate(rng, source)) > 0.9);
+    // Shifted by a few bytes: the windows are picked by content, not by position.
+    CHECK(shared_content(source, "abc" + source.substr(0, source.size() - 100)) > 0.9);
+    CHECK(shared_content(source, "") == 1.0);  // nothing to find: no evidence against a patch
+    CHECK(shared_content("", source) == 0.0);
+}
+
 TEST_CASE("a hostile or damaged patch is refused with the reason") {
     const std::string source = "0123456789abcdefghij", target = "0123456789ABCDEFGHIJ tail";
     const Patch good = make_patch(source, target);
