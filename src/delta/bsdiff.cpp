@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "base/error.hpp"
 #include "base/shared_library.hpp"
@@ -58,11 +59,34 @@ Match longest_match(const std::vector<saidx_t>& suffixes, std::string_view sourc
 
 [[noreturn]] void refuse(const std::string& why) { throw Error("apply binary patch", "", why, Fault::InvalidInput); }
 
+// The patch for a target that is the source with one stretch in the middle replaced (appended
+// lines, an edited setting): the common prefix and suffix added as zeros, the stretch as extra
+// bytes. nullopt when that stretch is more than a small part of the target, where the suffix
+// array's search may find its bytes elsewhere in the source.
+std::optional<Patch> edit_in_place(std::string_view source, std::string_view target) {
+    constexpr size_t max_stretch = 64u << 10;
+    const auto prefix = static_cast<size_t>(common_prefix(source, target));
+    const size_t room = std::min(source.size(), target.size()) - prefix;
+    size_t suffix = 0;
+    while (suffix < room && source[source.size() - 1 - suffix] == target[target.size() - 1 - suffix]) ++suffix;
+    const size_t stretch = target.size() - prefix - suffix;
+    if (stretch > max_stretch || stretch * 16 > target.size()) return std::nullopt;
+    Patch patch;
+    patch.target_size = target.size();
+    patch.diff.assign(prefix + suffix, '\0');
+    patch.extra.assign(target.substr(prefix, stretch));
+    const auto resume = static_cast<int64_t>(source.size() - suffix);  // where the suffix starts in source
+    patch.controls.push_back({prefix, stretch, resume - static_cast<int64_t>(prefix)});
+    if (suffix > 0) patch.controls.push_back({suffix, 0, 0});
+    return patch;
+}
+
 }  // namespace
 
 Patch make_patch(std::string_view source, std::string_view target) {
     if (source.size() >= static_cast<size_t>(std::numeric_limits<saidx_t>::max()))
         throw Error("make binary patch", "", "the source is too large (2 GiB or more)", Fault::InvalidInput);
+    if (auto quick = edit_in_place(source, target)) return std::move(*quick);
     Patch patch;
     patch.target_size = target.size();
     const Index old_size = static_cast<Index>(source.size()), new_size = static_cast<Index>(target.size());

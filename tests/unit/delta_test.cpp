@@ -91,6 +91,24 @@ TEST_CASE("code that moved diffs into mostly zeros, and patches are deterministi
     CHECK(make_patch(source, target) == p);
 }
 
+TEST_CASE("a file with one small stretch changed patches as prefix, stretch and suffix") {
+    std::mt19937 rng(9);
+    const auto source = random_bytes(rng, 1 << 20);
+    const std::string appended = source + "v2\n";
+    Patch p = make_patch(source, appended);
+    CHECK(apply_patch(source, p) == appended);
+    CHECK(p.extra == "v2\n");
+    CHECK(p.controls.size() == 1);
+    CHECK(std::count(p.diff.begin(), p.diff.end(), '\0') == static_cast<long>(p.diff.size()));
+
+    std::string edited = source;
+    edited.replace(500000, 10, "a different and longer stretch");
+    p = make_patch(source, edited);
+    CHECK(apply_patch(source, p) == edited);
+    CHECK(p.extra == "a different and longer stretch");
+    CHECK(p.controls.size() == 2);
+}
+
 TEST_CASE("shared content: unrelated random bytes share nothing, versions of a file most of it") {
     std::mt19937 rng(3);
     const auto source = random_bytes(rng, 1 << 20);
