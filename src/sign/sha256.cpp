@@ -1,45 +1,68 @@
-// SHA-256 over libsodium's streaming API. The state lives in the object's opaque buffer, so the
-// header needs no libsodium include.
 #include "sign/sha256.hpp"
 
-#include <sodium.h>
+#include <openssl/evp.h>
 
 #include <cassert>
-#include <new>
 #include <vector>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
+#include "base/shared_library.hpp"
 
 namespace strata::sign {
 namespace {
 
-static_assert(sizeof(crypto_hash_sha256_state) <= 128, "Sha256::state_ too small for libsodium's state");
-static_assert(alignof(crypto_hash_sha256_state) <= 64, "Sha256::state_ not aligned enough for libsodium's state");
+struct LibCrypto {
+    SharedLibrary library{"libcrypto.so.3"};
+    STRATA_IMPORT(library, EVP_MD_fetch);
+    STRATA_IMPORT(library, EVP_MD_CTX_new);
+    STRATA_IMPORT(library, EVP_MD_CTX_free);
+    STRATA_IMPORT(library, EVP_DigestInit_ex);
+    STRATA_IMPORT(library, EVP_DigestUpdate);
+    STRATA_IMPORT(library, EVP_DigestFinal_ex);
+    // Fetched once: an implicit fetch at every init looks the algorithm up in the provider.
+    EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+};
 
-crypto_hash_sha256_state* state_of(unsigned char* buffer) {
-    return std::launder(reinterpret_cast<crypto_hash_sha256_state*>(buffer));
+const LibCrypto& libcrypto() {
+    static const LibCrypto api;  // initialised once, also with concurrent callers
+    if (!api.sha256) throw Error("load SHA-256", "libcrypto.so.3", "the default provider has no SHA256");
+    return api;
 }
 
 }  // namespace
 
+void Sha256::Free::operator()(EVP_MD_CTX* c) const noexcept { libcrypto().EVP_MD_CTX_free(c); }
+
 Sha256::Sha256() {
-    // sodium_init is not needed: SHA-256 uses no random numbers or CPU dispatch state.
-    crypto_hash_sha256_init(new (state_) crypto_hash_sha256_state);
+    const auto& api = libcrypto();
+    context_.reset(api.EVP_MD_CTX_new());
+    if (!context_ || api.EVP_DigestInit_ex(context_.get(), api.sha256, nullptr) != 1)
+        throw Error("start SHA-256", "", "libcrypto failed (out of memory?)");
 }
 
+Sha256::~Sha256() = default;
+
 void Sha256::update(const void* data, size_t size) {
-    assert(!spent_ && "Sha256 used after hex_digest()");
-    crypto_hash_sha256_update(state_of(state_), static_cast<const unsigned char*>(data), size);
+    assert(context_ && !spent_ && "Sha256 used after hex_digest() or a move");
+    if (libcrypto().EVP_DigestUpdate(context_.get(), data, size) != 1)
+        throw Error("compute SHA-256", "", "libcrypto failed");
 }
 
 std::string Sha256::hex_digest() {
-    assert(!spent_ && "Sha256::hex_digest() called twice");
+    assert(context_ && !spent_ && "Sha256::hex_digest() called twice or after a move");
     spent_ = true;
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(state_of(state_), digest);
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
-    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    unsigned char digest[32];
+    unsigned int length = 0;
+    if (libcrypto().EVP_DigestFinal_ex(context_.get(), digest, &length) != 1 ||
+        length != sizeof digest)
+        throw Error("compute SHA-256", "", "libcrypto failed");
+    static constexpr char hex_digits[] = "0123456789abcdef";
+    std::string hex(2 * sizeof digest, '\0');
+    for (size_t i = 0; i < sizeof digest; ++i) {
+        hex[2 * i] = hex_digits[digest[i] >> 4];
+        hex[2 * i + 1] = hex_digits[digest[i] & 0xf];
+    }
     return hex;
 }
 
