@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
 #include "delta/predecessors.hpp"
@@ -225,12 +226,22 @@ private:
     std::map<std::string, std::string> renames_;
 };
 
-size_t compressed_estimate(std::string_view data) {
-    if (data.empty()) return 0;
-    std::string out(ZSTD_compressBound(data.size()), '\0');
-    const size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 1);
-    return ZSTD_isError(n) ? data.size() : n;
-}
+// What zstd's fastest level makes of some bytes: enough to compare a patch with the literal.
+// One context and one buffer for all of them: ZSTD_compress would set up (and zero) a fresh
+// context for each of the thousands of groups of a payload.
+class SizeEstimator {
+public:
+    size_t compressed(std::string_view data) {
+        if (data.empty()) return 0;
+        buffer_.resize(std::max(buffer_.size(), ZSTD_compressBound(data.size())));
+        const size_t n = ZSTD_compressCCtx(ctx_.get(), buffer_.data(), buffer_.size(), data.data(), data.size(), 1);
+        return ZSTD_isError(n) ? data.size() : n;
+    }
+
+private:
+    CHandle<ZSTD_CCtx, ZSTD_freeCCtx> ctx_{ZSTD_createCCtx()};
+    std::vector<char> buffer_;
+};
 
 // One run of write commands to one file at consecutive offsets.
 struct Group {
@@ -382,18 +393,18 @@ private:
     }
 
     // A patch when it is likely to compress smaller than the bytes themselves.
-    static std::optional<Patch> worthwhile_patch(std::string_view source, std::string_view target) {
+    std::optional<Patch> worthwhile_patch(std::string_view source, std::string_view target) {
         // Incompressible bytes (compressed or random) that share little with the source would
         // make a patch of almost only extra bytes, no smaller than the literal, and the search is
         // at its slowest there (bench/update.sh: 4 MiB of new random bytes diffed against the
         // last version's took most of a 12 s publish). Such bytes have so many distinct windows
         // that shared_content's sample is reliable; for compressible ones (code with relocated
         // addresses every few bytes) it underestimates what bsdiff finds, so they are diffed.
-        const size_t literal = compressed_estimate(target);
+        const size_t literal = estimate_.compressed(target);
         constexpr double min_shared = 1.0 / 8;
         if (literal * 100 >= target.size() * 97 && shared_content(source, target) < min_shared) return std::nullopt;
         auto patch = make_patch(source, target);
-        const size_t cost = patch.controls.size() * 24 + compressed_estimate(patch.diff) + compressed_estimate(patch.extra);
+        const size_t cost = patch.controls.size() * 24 + estimate_.compressed(patch.diff) + estimate_.compressed(patch.extra);
         if (cost >= literal) return std::nullopt;
         return patch;
     }
@@ -404,6 +415,7 @@ private:
     const Sink& out_;
     std::string pending_raw_;
     std::optional<Group> group_;
+    SizeEstimator estimate_;
     EncodeStats stats_;
 };
 

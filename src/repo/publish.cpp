@@ -5,9 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <ctime>
+#include <exception>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "base/error.hpp"
 #include "base/escape.hpp"
@@ -274,27 +279,85 @@ private:
     std::vector<Part> parts_;
 };
 
-// The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp),
-// compressed into out; fills in the sizes, parts and the rebuilt stream's digest.
-void write_delta_body(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
-                      const PublishOptions& options, const AtomicFile& out, sign::Sha256& digest, Payload& p) {
-    // The plain stream, unnamed beside the payloads: the encoder reads it twice.
-    Fd stream(::openat(payloads.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
-    if (!stream) throw_errno("create temporary stream file in", payloads.path().string());
-    vendor::ExportOptions export_options;
-    export_options.parent = w.parent->name;
-    export_options.progress = options.progress;
-    vendor::export_stream(pool, tree.name, export_options, stream.get());
+// The incremental streams from the parents, each exported once (`btrfs send -p` took 1.4 s of
+// kernel time per parent on a 700 MiB tree here): the plain payload compresses a stream and the
+// strata delta encodes it. A thread exports them in order while the full stream is written, so
+// the kernel's work overlaps zstd's (publishing with 3 deltas took 13.5 s on 2 cores, one step
+// after the other). Each stream is kept unnamed beside the payloads until a later one is asked for.
+class IncrementalStreams {
+public:
+    IncrementalStreams(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree,
+                       const std::vector<pool::Subvolume>& parents)
+        : slots_(parents.size()) {
+        for (size_t i = 0; i < parents.size(); ++i) slots_[i].parent = parents[i].name;
+        if (!parents.empty()) worker_ = std::thread([&pool, &payloads, &tree, this] { export_all(pool, payloads, tree); });
+    }
+    IncrementalStreams(const IncrementalStreams&) = delete;
+    ~IncrementalStreams() {
+        stop_ = true;
+        if (worker_.joinable()) worker_.join();
+    }
 
+    // The stream from parent, at offset 0: waits for its export and rethrows its failure.
+    int from(const pool::Subvolume& parent) {
+        std::unique_lock lock(mutex_);
+        const auto it = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.parent == parent.name; });
+        if (it == slots_.end()) throw Error("export", parent.name, "no stream was prepared from this parent");
+        for (auto earlier = slots_.begin(); earlier != it; ++earlier)
+            if (earlier->done) earlier->stream = Fd();  // done with
+        done_.wait(lock, [&] { return it->done; });
+        if (it->error) std::rethrow_exception(it->error);
+        if (::lseek(it->stream.get(), 0, SEEK_SET) < 0) throw_errno("seek temporary stream of", parent.name);
+        return it->stream.get();
+    }
+
+private:
+    struct Slot {
+        std::string parent;
+        Fd stream;
+        std::exception_ptr error;
+        bool done = false;
+    };
+
+    void export_all(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree) {
+        for (auto& slot : slots_) {
+            Fd stream;
+            std::exception_ptr error;
+            try {
+                if (stop_) throw Error("export", tree.name, "publish stopped");
+                stream = Fd(::openat(payloads.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+                if (!stream) throw_errno("create temporary stream file in", payloads.path().string());
+                vendor::ExportOptions export_options;
+                export_options.parent = slot.parent;
+                vendor::export_stream(pool, tree.name, export_options, stream.get());
+            } catch (...) {
+                error = std::current_exception();
+            }
+            const std::lock_guard lock(mutex_);
+            slot.stream = std::move(stream);
+            slot.error = error;
+            slot.done = true;
+            done_.notify_all();
+        }
+    }
+
+    std::vector<Slot> slots_;
+    std::mutex mutex_;
+    std::condition_variable done_;
+    std::atomic<bool> stop_ = false;
+    std::thread worker_;
+};
+
+// The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp),
+// compressed through sink; fills in the sizes, parts and the rebuilt stream's digest.
+void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, const vendor::Sink& write, Payload& p) {
     vendor::ZstdEncoder zstd(delta_zstd_level, delta_zstd_window_log, delta_zstd_workers);
     PartDigests parts(delta_part_bytes);
     const vendor::Sink sink = [&](std::string_view data) {
-        write_all(out.fd(), data, out.temp_path());
-        digest.update(data);
+        write(data);
         parts.update(data);
-        p.compressed_size += data.size();
     };
-    const auto stats = delta::encode_payload(stream.get(), pool.top().open_dir(w.parent->name),
+    const auto stats = delta::encode_payload(stream, pool.top().open_dir(w.parent->name),
                                              [&](std::string_view body) { zstd.feed(body, sink); });
     zstd.finish(sink);
     p.size = stats.stream_bytes;
@@ -302,8 +365,19 @@ void write_delta_body(const pool::Pool& pool, const Dir& payloads, const pool::S
     p.stream_sha256 = stats.stream_sha256;
 }
 
+// The plain stream as zstd with export's settings.
+void write_plain_body(int stream, const vendor::Sink& write, Payload& p) {
+    vendor::ZstdEncoder zstd;
+    std::vector<char> buffer(1 << 20);
+    while (const size_t n = read_full(stream, buffer.data(), buffer.size(), "temporary stream file")) {
+        zstd.feed(std::string_view(buffer.data(), n), write);
+        p.size += n;
+    }
+    zstd.finish(write);
+}
+
 Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::Subvolume& tree, const Wanted& w,
-                      const PublishOptions& options, NewFiles& created) {
+                      const PublishOptions& options, IncrementalStreams& streams, NewFiles& created) {
     const auto base = std::string(base_name(w.file));
     const bool existed = payloads.stat(base).has_value();
     AtomicFile out(payloads, base);
@@ -314,17 +388,24 @@ Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::S
     if (w.parent)
         p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
     sign::Sha256 digest;
-    if (w.kind == delta_kind) {
-        write_delta_body(pool, payloads, tree, w, options, out, digest, p);
-    } else {
+    const vendor::Sink write = [&](std::string_view data) {
+        write_all(out.fd(), data, out.temp_path());
+        digest.update(data);
+        p.compressed_size += data.size();
+    };
+    if (!w.parent) {
+        // The full stream goes straight from btrfs send through zstd: no copy of the whole tree.
         vendor::ExportOptions export_options;
-        if (w.parent) export_options.parent = w.parent->name;
         export_options.compression = vendor::Compression::Zstd;
         export_options.progress = options.progress;
         export_options.observe_output = [&](std::string_view data) { digest.update(data); };
         const auto result = vendor::export_stream(pool, tree.name, export_options, out.fd());
         p.size = result.stream_bytes;
         p.compressed_size = result.bytes;
+    } else if (w.kind == delta_kind) {
+        write_delta_body(pool, streams.from(*w.parent), w, write, p);
+    } else {
+        write_plain_body(streams.from(*w.parent), write, p);
     }
     p.sha256 = digest.hex_digest();
     out.commit();
@@ -408,18 +489,26 @@ PublishReport publish(const pool::Pool& pool, const std::filesystem::path& repo_
         PublishReport report;
         const Dir payloads = repo.make_dir(payload_dir);
         NewFiles created(payloads);
+        std::vector<const Wanted*> to_write;
+        std::vector<pool::Subvolume> stream_parents;  // whose incremental stream a payload to write needs
         for (const auto& w : wanted) {
             const auto it = std::find_if(entry.payloads.begin(), entry.payloads.end(), [&](const Payload& p) { return matches(p, w); });
             if (it != entry.payloads.end() && still_valid(payloads, *it)) {
                 report.reused.push_back(it->file);
                 continue;
             }
-            if (it != entry.payloads.end()) entry.payloads.erase(it);
-            // An entry of this tree under the same file name but from another parent (say, the
-            // parent was re-imported) is stale: the new payload takes its place.
-            std::erase_if(entry.payloads, [&](const Payload& p) { return p.file == w.file; });
-            entry.payloads.push_back(write_payload(pool, payloads, tree, w, options, created));
-            report.written.push_back(w.file);
+            to_write.push_back(&w);
+            if (w.parent && std::none_of(stream_parents.begin(), stream_parents.end(),
+                                         [&](const pool::Subvolume& p) { return p.name == w.parent->name; }))
+                stream_parents.push_back(*w.parent);
+        }
+        IncrementalStreams streams(pool, payloads, tree, stream_parents);
+        for (const auto* w : to_write) {
+            // An entry of this tree for the same payload, or under the same file name from another
+            // parent (say, the parent was re-imported), is stale: the new payload takes its place.
+            std::erase_if(entry.payloads, [&](const Payload& p) { return matches(p, *w) || p.file == w->file; });
+            entry.payloads.push_back(write_payload(pool, payloads, tree, *w, options, streams, created));
+            report.written.push_back(w->file);
         }
         // The tree must still be what the index says: a replaced subvolume would make the
         // recorded uuid lie about the streams.
