@@ -15,6 +15,7 @@ struct PublishOptions {
     unsigned deltas_from = 0;
     std::optional<unsigned> keep;
     std::string changelog;
+    int delta_level = repo::default_delta_level;
     std::filesystem::path key_file;
     std::filesystem::path announce_key_file;
     std::vector<std::filesystem::path> previous_key_files;
@@ -34,6 +35,7 @@ void run_publish(const Context& ctx, const PublishOptions& opts) {
     options.deltas_from = opts.deltas_from;
     options.keep = opts.keep;
     options.changelog = opts.changelog;
+    options.delta_level = opts.delta_level;
     if (!opts.announce_key_file.empty())
         options.announce = with_context("read key", opts.announce_key_file.string(), [&] {
             return sign::parse_public_key(read_key_file(opts.announce_key_file));
@@ -94,6 +96,11 @@ void register_publish(CLI::App& app, Context& ctx) {
         ->type_name("N")
         ->check(CLI::PositiveNumber);
     cmd->add_option("--changelog", opts->changelog, "Free text recorded with the version")->type_name("TEXT");
+    cmd->add_option("--delta-level", opts->delta_level,
+                    "zstd level of the strata delta payloads (default " + std::to_string(repo::default_delta_level) +
+                        "; 19 is ~5 % smaller and takes twice the time)")
+        ->type_name("1-19")
+        ->check(CLI::Range(1, 19));
     cmd->add_option("--key", opts->key_file, "The minisign secret key that signs the index (unencrypted)")
         ->type_name("SECRET-KEY-FILE")
         ->required();

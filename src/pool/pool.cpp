@@ -44,13 +44,14 @@ Pool Pool::open(const std::filesystem::path& path) {
     });
 }
 
+// The pool's objects are the subvolumes directly in the top-level directory, so its entries are
+// looked up one by one: btrfs's subvolume iterator would also walk every subvolume nested below
+// (the state snapshots kept by each deploy, strata's own), with three ioctls each, cold reads of
+// their metadata included.
 std::vector<Subvolume> Pool::list() const {
     std::vector<Subvolume> result;
-    for (auto& child : btrfs::children(top_)) {
-        // Only direct children are pool objects; nested subvolumes and strata's own are not.
-        if (child.path.find('/') != std::string::npos || child.path.starts_with(hidden_dir)) continue;
-        result.push_back({child.path, naming::Name::try_parse(child.path), std::move(child.info)});
-    }
+    for (const auto& name : top_.entries())
+        if (auto s = find(name)) result.push_back(std::move(*s));
     std::sort(result.begin(), result.end(), list_order);
     return result;
 }

@@ -33,11 +33,9 @@ constexpr std::string_view pending_signature = "index.json.minisig.new";
 constexpr std::string_view temp_prefix = ".#";
 // Delta payloads: the digest of every 8 MiB part is in the index (a client resumes and checks
 // part by part); the body is compressed as one solid zstd stream with a 32 MiB window (what
-// clients decode, delta/payload.hpp's bounds). Level 19 because the payload is fetched by every
-// client and made once (bench/delta.sh: 9 % smaller than level 15, about 3 times slower); the
-// encoder's own reading of the tree is cheap next to it, so two workers compress.
+// clients decode, delta/payload.hpp's bounds) at options.delta_level; the encoder's own reading
+// of the tree is cheap next to it, so two workers compress.
 constexpr uint64_t delta_part_bytes = 8u << 20;
-constexpr int delta_zstd_level = 19;
 constexpr int delta_zstd_window_log = 25;
 constexpr int delta_zstd_workers = 2;
 
@@ -350,8 +348,9 @@ private:
 
 // The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp),
 // compressed through sink; fills in the sizes, parts and the rebuilt stream's digest.
-void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, const vendor::Sink& write, Payload& p) {
-    vendor::ZstdEncoder zstd(delta_zstd_level, delta_zstd_window_log, delta_zstd_workers);
+void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int level, const vendor::Sink& write,
+                      Payload& p) {
+    vendor::ZstdEncoder zstd(level, delta_zstd_window_log, delta_zstd_workers);
     PartDigests parts(delta_part_bytes);
     const vendor::Sink sink = [&](std::string_view data) {
         write(data);
@@ -403,7 +402,7 @@ Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::S
         p.size = result.stream_bytes;
         p.compressed_size = result.bytes;
     } else if (w.kind == delta_kind) {
-        write_delta_body(pool, streams.from(*w.parent), w, write, p);
+        write_delta_body(pool, streams.from(*w.parent), w, options.delta_level, write, p);
     } else {
         write_plain_body(streams.from(*w.parent), write, p);
     }
@@ -430,6 +429,9 @@ PublishReport publish(const pool::Pool& pool, const std::filesystem::path& repo_
         const auto parents = resolve_parents(pool, tree, options);
         if (options.keep && *options.keep == 0)
             throw Error("", "", "--keep must be at least 1 (the tree being published stays)", Fault::InvalidInput);
+        if (options.delta_level < 1 || options.delta_level > 19)
+            throw Error("", "", "the delta level must be from 1 to 19, not " + std::to_string(options.delta_level),
+                        Fault::InvalidInput);
         if (!is_valid_utf8(options.changelog))
             throw Error("", "", "the changelog is not valid UTF-8", Fault::InvalidInput);
 

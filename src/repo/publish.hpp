@@ -29,11 +29,20 @@
 
 namespace strata::repo {
 
+// The zstd level of strata delta payloads. Every client fetches a payload that is made once, but
+// the levels above cost much time for little: on bench/delta.sh's Debian update (a 143 MB body,
+// 2 cores) level 16 made 28.6 MB in 16 s, 17 28.0 MB in 22 s, 18 27.2 MB in 26 s, 19 27.1 MB in
+// 33 s. 16 keeps publishing well under a third of ostree's delta generation, still smaller than
+// its delta; a publisher with time to spare picks 19.
+inline constexpr int default_delta_level = 16;
+
 struct PublishOptions {
     std::vector<std::string> parents;  // explicit parents (--parent), read-only ancestors in the pool
     unsigned deltas_from = 0;          // else: deltas from the N newest older versions of the series present in the pool
     std::optional<unsigned> keep;      // keep only the N newest versions of this series in the repo
     std::string changelog;
+    // zstd level of strata delta payloads, 1..19 (default_delta_level).
+    int delta_level = default_delta_level;
     std::optional<sign::PublicKey> announce;  // a new key to announce, signed by the signing key
     // An existing index must verify with the signing key, or with one of these (after a key
     // rotation: the key that signed the last index). Anything else is refused: the directory

@@ -122,5 +122,11 @@ TEST_CASE("strata publish refuses bad input with one line and leaves the reposit
     CHECK(t.publish({v2, "--key", t.key.string(), "--keep", "0"}).exit_status == 2);
     CHECK(t.publish({v2, "--key", t.key.string(), "--parent", v1, "--deltas-from", "1"}).exit_status == 2);
     CHECK(t.publish({v2}).exit_status == 2);  // --key is required
+    for (const char* level : {"0", "20", "fast"}) {
+        r = t.publish({v2, "--key", t.key.string(), "--parent", v1, "--delta-level", level});
+        CHECK(r.exit_status == 2);
+        CHECK(r.err.find("--delta-level") != std::string::npos);
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
     CHECK(repo_state(t.repo) == state);
 }
