@@ -15,6 +15,7 @@
 #include "base/process.hpp"
 #include "delta/payload.hpp"
 #include "support/errors.hpp"
+#include "support/random.hpp"
 #include "support/scratch_pool.hpp"
 #include "support/tree.hpp"
 #include "vendor/zstd.hpp"
@@ -24,12 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string random_bytes(size_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng());
-    return s;
-}
+using test::random_bytes;
 
 void write_file(const fs::path& file, std::string_view content) {
     fs::create_directories(file.parent_path());

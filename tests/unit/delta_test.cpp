@@ -11,17 +11,14 @@
 #include "delta/bsdiff.hpp"
 #include "delta/predecessors.hpp"
 #include "support/errors.hpp"
+#include "support/random.hpp"
 
 using namespace strata;
 using namespace strata::delta;
 
 namespace {
 
-std::string random_bytes(std::mt19937& rng, size_t n) {
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-    return s;
-}
+using test::random_bytes;
 
 // A mutation of s: some bytes changed, some stretches inserted, removed or moved.
 std::string mutate(std::mt19937& rng, std::string s) {

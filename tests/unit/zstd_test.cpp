@@ -7,17 +7,14 @@
 
 #include "base/error.hpp"
 #include "vendor/zstd.hpp"
+#include "support/random.hpp"
 
 using namespace strata;
 using namespace strata::vendor;
 
 namespace {
 
-std::string random_bytes(std::mt19937& rng, size_t n) {
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-    return s;
-}
+using test::random_bytes;
 
 std::string text(size_t n) {
     std::string s;
