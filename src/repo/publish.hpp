@@ -50,7 +50,7 @@ struct PublishOptions {
     std::vector<sign::PublicKey> previous_keys;
     // How long to wait for another publisher of the same directory (then Fault::Busy).
     std::chrono::milliseconds lock_timeout{0};
-    ProgressFn progress;  // "send" phases of the payloads written
+    ProgressFn progress;  // "send" phases of the full stream (incremental ones are exported by a thread, silently)
 };
 
 struct PublishReport {
