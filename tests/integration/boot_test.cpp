@@ -22,44 +22,16 @@
 #include "boot/kernel.hpp"
 #include "boot/loader.hpp"
 #include "support/errors.hpp"
+#include "support/mount.hpp"
 #include "support/scratch_pool.hpp"
 
 using namespace strata;
 using namespace strata::boot;
 namespace fs = std::filesystem;
 using test::error_of;
+using test::TestMount;
 
 namespace {
-
-void checked(const std::vector<std::string>& argv) {
-    const auto r = run_process(argv);
-    if (r.exit_status != 0) throw std::runtime_error(argv[0] + " " + argv.back() + " failed: " + r.err);
-}
-
-// A mount made by the test, unmounted when the object goes, also when the test fails.
-class TestMount {
-public:
-    // mount -t tmpfs -o <options> tmpfs <target>
-    static TestMount tmpfs(const fs::path& target, const std::string& options = "size=1m") {
-        test::require_root_and_btrfs();
-        fs::create_directories(target);
-        checked({"mount", "-t", "tmpfs", "-o", options, "tmpfs", target.string()});
-        return TestMount(target);
-    }
-    TestMount(TestMount&& other) noexcept : target_(std::move(other.target_)) { other.target_.clear(); }
-    TestMount& operator=(TestMount&&) = delete;
-    ~TestMount() {
-        if (target_.empty()) return;
-        if (run_process({"umount", target_.string()}).exit_status != 0) run_process({"umount", "-l", target_.string()});
-    }
-    void remount_read_only() const { checked({"mount", "-o", "remount,ro", target_.string()}); }
-    void remount_read_write() const { checked({"mount", "-o", "remount,rw", target_.string()}); }
-    const fs::path& path() const { return target_; }
-
-private:
-    explicit TestMount(fs::path target) : target_(std::move(target)) {}
-    fs::path target_;
-};
 
 void write_text(const fs::path& path, const std::string& content) {
     fs::create_directories(path.parent_path());

@@ -17,6 +17,7 @@
 #include "repo/publish.hpp"
 #include "sign/minisign.hpp"
 #include "support/errors.hpp"
+#include "support/mount.hpp"
 #include "support/scratch_pool.hpp"
 #include "support/tree.hpp"
 #include "vendor/import.hpp"
@@ -379,4 +380,46 @@ TEST_CASE("refused publishes leave the repository unchanged") {
     CHECK(refused(v2, {}, key) == "publish '" + v2 + "': read index '" + (t.repo / "index.json").string() +
                                       "': invalid index: top level: missing field 'serial'");
     CHECK(test::error_of([&] { repo::read_local_index(t.repo / "missing", trusted); }) != "");
+}
+
+TEST_CASE("a publish that runs out of space fails with the reason and leaves the repository as it was") {
+    test::require_root_and_btrfs();
+    Versions t;
+    const auto& key = t.keys.secret_key;
+    const auto fs_root = t.work.path() / "small";
+    const auto small = test::TestMount::tmpfs(fs_root, "size=4m");
+    const auto repo = fs_root / "repo";
+    repo::publish(t.pool, repo, v1, key);
+    repo::publish(t.pool, repo, v2, key);  // v2's full stream; its deltas come below
+    const auto fill = [&] {
+        // Until the file system is full: dd ends with ENOSPC.
+        run_process({"dd", "if=/dev/zero", "of=" + (fs_root / "filler").string(), "bs=4k", "status=none"});
+    };
+
+    SUBCASE("the incremental streams, exported by a thread, do not fit") {
+        fill();
+        const auto state = repo_state(repo);
+        const auto message = test::error_of([&] { repo::publish(t.pool, repo, v2, key, deltas(1)); });
+        CHECK_MESSAGE(message.starts_with("publish '" + v2 + "': "), message);
+        CHECK_MESSAGE(message.find("No space left on device") != std::string::npos, message);
+        CHECK(repo_state(repo) == state);
+    }
+    SUBCASE("the full stream of a new version does not fit either") {
+        // Room for less than half of v3's full stream (512 KiB of random data).
+        const auto room = fs::space(fs_root).available;
+        REQUIRE(room > (256u << 10));
+        REQUIRE(run_process({"dd", "if=/dev/zero", "of=" + (fs_root / "filler").string(), "bs=4k",
+                             "count=" + std::to_string((room - (200u << 10)) / 4096), "status=none"})
+                    .exit_status == 0);
+        const auto state = repo_state(repo);
+        const auto message = test::error_of([&] { repo::publish(t.pool, repo, v3, key, deltas(2)); });
+        CHECK_MESSAGE(message.starts_with("publish '" + v3 + "': "), message);
+        CHECK_MESSAGE(message.find("No space left on device") != std::string::npos, message);
+        CHECK(repo_state(repo) == state);
+    }
+    // Space again: the same publish goes through, nothing of the failed one in the way.
+    fs::remove(fs_root / "filler");
+    const auto r = repo::publish(t.pool, repo, v2, key, deltas(1));
+    CHECK(r.written.size() == 2);
+    CHECK(sums_check(repo));
 }
