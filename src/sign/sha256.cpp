@@ -1,6 +1,7 @@
 #include "sign/sha256.hpp"
 
 #include <openssl/evp.h>
+#include <sodium.h>
 
 #include <cassert>
 #include <vector>
@@ -57,12 +58,8 @@ std::string Sha256::hex_digest() {
     if (libcrypto().EVP_DigestFinal_ex(context_.get(), digest, &length) != 1 ||
         length != sizeof digest)
         throw Error("compute SHA-256", "", "libcrypto failed");
-    static constexpr char hex_digits[] = "0123456789abcdef";
-    std::string hex(2 * sizeof digest, '\0');
-    for (size_t i = 0; i < sizeof digest; ++i) {
-        hex[2 * i] = hex_digits[digest[i] >> 4];
-        hex[2 * i + 1] = hex_digits[digest[i] & 0xf];
-    }
+    char hex[2 * sizeof digest + 1];
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
     return hex;
 }
 

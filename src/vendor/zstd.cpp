@@ -2,7 +2,9 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "base/chandle.hpp"
 #include "base/error.hpp"
@@ -58,17 +60,13 @@ namespace {
 
 // Input that does not compress (kernels, initrds, images, archives: already compressed) costs a
 // slow level the same time for nothing: level 19 ran at 2.8 MB/s on random bytes here, level 1
-// at hundreds. Pieces of at least incompressible_min bytes that level 1 cannot shrink by 3 %
-// are compressed at level 1. zstd takes a new level in the middle of a frame when it runs
-// worker threads, for the job after a flush (zstd.h, ZSTD_CCtx_setParameter).
+// at hundreds. With a slow level (from slow_level up: the lazy2 and optimal parsers), pieces of
+// at least incompressible_min bytes that level 1 cannot shrink by 3 % are compressed at level 1.
+// zstd takes a new level in the middle of a frame when it runs worker threads, for the job after
+// a flush (zstd.h, ZSTD_CCtx_setParameter). At fast levels the trial would cost more than it saves.
 constexpr size_t incompressible_min = 1u << 20;
 constexpr int fast_level = 1;
-
-bool incompressible(std::string_view data) {
-    std::string out(ZSTD_compressBound(data.size()), '\0');
-    const size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), fast_level);
-    return !ZSTD_isError(n) && n * 100 >= data.size() * 97;
-}
+constexpr int slow_level = 10;
 
 }  // namespace
 
@@ -77,6 +75,15 @@ struct ZstdEncoder::State {
     std::string out = std::string(ZSTD_CStreamOutSize(), '\0');
     int level = 0;
     int workers = 0;
+    // For the trial at level 1: one context and buffer, not a fresh (zeroed) pair per piece.
+    CHandle<ZSTD_CCtx, ZSTD_freeCCtx> trial{ZSTD_createCCtx()};
+    std::vector<char> trial_out;
+
+    bool incompressible(std::string_view data) {
+        trial_out.resize(std::max(trial_out.size(), ZSTD_compressBound(data.size())));
+        const size_t n = ZSTD_compressCCtx(trial.get(), trial_out.data(), trial_out.size(), data.data(), data.size(), fast_level);
+        return !ZSTD_isError(n) && n * 100 >= data.size() * 97;
+    }
 
     void compress(ZSTD_inBuffer& in, ZSTD_EndDirective mode, const Sink& sink) {
         size_t remaining = 0;
@@ -110,7 +117,7 @@ ZstdEncoder::~ZstdEncoder() = default;
 void ZstdEncoder::feed(std::string_view input, const Sink& sink) {
     auto& st = *state_;
     ZSTD_inBuffer in{input.data(), input.size(), 0};
-    if (st.workers > 0 && st.level > fast_level && input.size() >= incompressible_min && incompressible(input)) {
+    if (st.workers > 0 && st.level >= slow_level && input.size() >= incompressible_min && st.incompressible(input)) {
         ZSTD_inBuffer none{nullptr, 0, 0};
         st.compress(none, ZSTD_e_flush, sink);
         st.set_level(fast_level);
