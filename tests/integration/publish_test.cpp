@@ -342,6 +342,9 @@ TEST_CASE("refused publishes leave the repository unchanged") {
               "' in this pool (it was not built on it), so a delta from it would not apply; publish without it");
     bad_parent.parents = {v3};  // newer, built on v2: not an ancestor either
     CHECK(refused(v2, bad_parent, key).find("'" + v3 + "' is not an ancestor") != std::string::npos);
+    repo::PublishOptions bad_level = deltas(1);
+    bad_level.delta_level = 20;
+    CHECK(refused(v2, bad_level, key) == "publish '" + v2 + "': the delta level must be from 1 to 19, not 20");
     bad_parent.parents = {"usr:org.example.Pub:x86_64:7"};
     CHECK(refused(v2, bad_parent, key) ==
           "publish '" + v2 + "': parent 'usr:org.example.Pub:x86_64:7': find 'usr:org.example.Pub:x86_64:7': no such "
