@@ -17,6 +17,7 @@
 #include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
+#include "delta/gzip.hpp"
 #include "delta/predecessors.hpp"
 #include "sign/sha256.hpp"
 #include "stream/protocol.hpp"
@@ -28,7 +29,7 @@ using stream::Attr;
 using stream::Cmd;
 
 enum class RecordType : uint8_t { Raw = 'R', Writes = 'W', End = 'E' };
-enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2 };
+enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2, Gzip = 3 };
 
 constexpr size_t record_header_size = 9;  // u8 type, u64 length
 constexpr size_t max_write_prefix = 64u << 10;
@@ -81,9 +82,9 @@ void check_source_path(std::string_view path) {
     }
 }
 
-// length bytes at offset of a regular file of the tree. The kernel resolves the path beneath the
-// tree and refuses symlinks on the way, so a payload cannot make the client read elsewhere.
-std::string read_source(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length) {
+// A regular file of the tree and its size. The kernel resolves the path beneath the tree and
+// refuses symlinks on the way, so a payload cannot make the client read elsewhere.
+std::pair<Fd, uint64_t> open_source(const Dir& tree, const std::string& path) {
     open_how how{};
     how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
@@ -92,18 +93,67 @@ std::string read_source(const Dir& tree, const std::string& path, uint64_t offse
     struct stat st {};
     check_errno(fstat(fd.get(), &st), "stat parent file", path);
     if (!S_ISREG(st.st_mode)) throw Error("read parent file", path, "not a regular file", Fault::InvalidInput);
-    if (offset > static_cast<uint64_t>(st.st_size) || length > static_cast<uint64_t>(st.st_size) - offset)
-        throw Error("read parent file", path, "shorter than the payload needs (a wrong or modified parent)");
+    return {std::move(fd), static_cast<uint64_t>(st.st_size)};
+}
+
+std::string read_range(int fd, const std::string& path, uint64_t offset, uint64_t length) {
     std::string data(length, '\0');
     size_t done = 0;
     while (done < length) {
-        const ssize_t n = pread(fd.get(), data.data() + done, length - done, static_cast<off_t>(offset + done));
+        const ssize_t n = pread(fd, data.data() + done, length - done, static_cast<off_t>(offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) throw_errno("read parent file", path);
         if (n == 0) throw Error("read parent file", path, "changed while read");
         done += static_cast<size_t>(n);
     }
     return data;
+}
+
+// length bytes at offset of a regular file of the tree.
+std::string read_source(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length) {
+    const auto [fd, size] = open_source(tree, path);
+    if (offset > size || length > size - offset)
+        throw Error("read parent file", path, "shorter than the payload needs (a wrong or modified parent)");
+    return read_range(fd.get(), path, offset, length);
+}
+
+// A whole regular file of the tree, of at most max_bytes.
+std::string read_source_file(const Dir& tree, const std::string& path, uint64_t max_bytes) {
+    const auto [fd, size] = open_source(tree, path);
+    if (size > max_bytes)
+        throw Error("read parent file", path, "larger than the payload allows (a wrong or modified parent)");
+    return read_range(fd.get(), path, 0, size);
+}
+
+void put_patch(std::string& body, const Patch& patch) {
+    put(body, patch.controls.size(), 4);
+    for (const auto& c : patch.controls) {
+        put(body, c.add, 8);
+        put(body, c.copy, 8);
+        put(body, static_cast<uint64_t>(c.seek), 8);
+    }
+    body += patch.diff;
+    body += patch.extra;
+}
+
+// A patch's controls and blocks as put_patch wrote them, checked against the record and the
+// output they must make.
+Patch read_patch(RecordReader& r, uint64_t target_size) {
+    Patch patch;
+    patch.target_size = target_size;
+    const auto controls = r.number(4);
+    if (controls > r.left() / 24) refuse("more patch controls than the record holds");
+    uint64_t add = 0, copy = 0;
+    for (uint64_t i = 0; i < controls; ++i) {
+        Control c{r.number(8), r.number(8), static_cast<int64_t>(r.number(8))};
+        if (c.add > target_size || c.copy > target_size) refuse("patch control longer than its output");
+        add += c.add, copy += c.copy;
+        if (add > target_size || copy > target_size) refuse("patch controls longer than their output");
+        patch.controls.push_back(c);
+    }
+    patch.diff = r.take(add);
+    patch.extra = r.take(copy);
+    return patch;
 }
 
 // ---- Reading the send stream (the publisher's own, from its own btrfs send) ------------------
@@ -339,22 +389,22 @@ private:
             std::string_view(source->bytes).substr(g.offset - source->offset, g.data.size()) == g.data)
             copy = std::pair{source->path, g.offset};
         else copy = identical_file(g);
+        std::optional<std::string> gzip;
+        if (!copy) gzip = gzip_encoding(g.data, source);
         std::optional<Patch> patch;
-        if (!copy && source) patch = worthwhile_patch(source->bytes, g.data);
+        if (!copy && !gzip && source) patch = worthwhile_patch(source->bytes, g.data);
         if (copy) {
             put_source(Encoding::Copy, copy->first, copy->second);
             stats_.copied_bytes += g.data.size();
+        } else if (gzip) {
+            put(body, static_cast<uint8_t>(Encoding::Gzip), 1);
+            body += digest;
+            body += *gzip;
+            stats_.recompressed_bytes += g.data.size();
         } else if (patch) {
             put_source(Encoding::Bsdiff, source->path, source->offset);
             put(body, source->bytes.size(), 8);
-            put(body, patch->controls.size(), 4);
-            for (const auto& c : patch->controls) {
-                put(body, c.add, 8);
-                put(body, c.copy, 8);
-                put(body, static_cast<uint64_t>(c.seek), 8);
-            }
-            body += patch->diff;
-            body += patch->extra;
+            put_patch(body, *patch);
             stats_.diffed_bytes += g.data.size();
         } else {
             put(body, static_cast<uint8_t>(Encoding::Literal), 1);
@@ -380,6 +430,38 @@ private:
         const uint64_t offset = size > max_source_bytes ? std::min(g.offset, size - max_source_bytes) : 0;
         const uint64_t length = std::min(size, max_source_bytes);
         return Range{*pred, offset, read_source(parent_, *pred, offset, length)};
+    }
+
+    // The gzip encoding of data that is one gzip member zlib rebuilds exactly: the parameters,
+    // then the content diffed against the predecessor's content (a whole gzip file too) or as it
+    // is. (The solid stream compresses content better than deflate did, while deflate's output
+    // does not compress at all; zstd's fastest level, as the estimates use, would not show it.)
+    std::optional<std::string> gzip_encoding(std::string_view data, const std::optional<Range>& source) {
+        const auto content = gunzip(data, max_source_bytes);
+        if (!content) return std::nullopt;
+        const auto parameters = reproducible_gzip(data, *content);
+        if (!parameters) return std::nullopt;
+        std::string body;
+        put(body, static_cast<uint8_t>(parameters->level), 1);
+        put(body, static_cast<uint8_t>(parameters->mem_level), 1);
+        put(body, parameters->header.size(), 2);
+        body += parameters->header;
+        put(body, content->size(), 8);
+        std::optional<std::string> source_content;
+        if (source && source->offset == 0 && *files_.size_of(source->path) == source->bytes.size())
+            source_content = gunzip(source->bytes, max_source_bytes);
+        std::optional<Patch> patch;
+        if (source_content) patch = worthwhile_patch(*source_content, *content);
+        if (patch) {
+            put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
+            put(body, source->path.size(), 2);
+            body += source->path;
+            put_patch(body, *patch);
+        } else {
+            put(body, static_cast<uint8_t>(Encoding::Literal), 1);
+            body += *content;
+        }
+        return body;
     }
 
     // A whole parent file with exactly this content, for a group that starts a file.
@@ -494,22 +576,32 @@ struct PayloadDecoder::State {
             } else {
                 const auto length = r.number(8);
                 if (length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
-                Patch patch;
-                patch.target_size = total;
-                const auto controls = r.number(4);
-                if (controls > r.left() / 24) refuse("more patch controls than the record holds");
-                uint64_t add = 0, copy = 0;
-                for (uint64_t i = 0; i < controls; ++i) {
-                    Control c{r.number(8), r.number(8), static_cast<int64_t>(r.number(8))};
-                    if (c.add > total || c.copy > total) refuse("patch control longer than its output");
-                    add += c.add, copy += c.copy;
-                    if (add > total || copy > total) refuse("patch controls longer than their output");
-                    patch.controls.push_back(c);
-                }
-                patch.diff = r.take(add);
-                patch.extra = r.take(copy);
+                const auto patch = read_patch(r, total);
                 data = apply_patch(read_source(parent, source_path, offset, length), patch);
             }
+        } else if (encoding == Encoding::Gzip) {
+            GzipParameters parameters;
+            parameters.level = static_cast<int>(r.number(1));
+            parameters.mem_level = static_cast<int>(r.number(1));
+            parameters.header = r.take(r.number(2));
+            const auto content_length = r.number(8);
+            if (content_length > max_source_bytes)
+                refuse("gzip content larger than " + std::to_string(max_source_bytes) + " bytes");
+            std::string content;
+            const auto content_encoding = static_cast<Encoding>(r.number(1));
+            if (content_encoding == Encoding::Literal) {
+                content = r.take(content_length);
+            } else if (content_encoding == Encoding::Bsdiff) {
+                source_path = r.take(r.number(2));
+                check_source_path(source_path);
+                const auto source = gunzip(read_source_file(parent, source_path, max_source_bytes), max_source_bytes);
+                if (!source) throw Error("rebuild file data from", source_path, "is not a gzip file (a wrong or modified parent)");
+                const auto patch = read_patch(r, content_length);
+                content = apply_patch(*source, patch);
+            } else {
+                refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(content_encoding)));
+            }
+            data = gzip_member(parameters, content);
         } else {
             refuse("unknown data encoding " + std::to_string(static_cast<unsigned>(encoding)));
         }

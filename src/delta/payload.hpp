@@ -16,6 +16,8 @@
 //     literal      the bytes
 //     copy         the same bytes are in a file of the parent (path, offset)
 //     bsdiff       a binary patch (bsdiff.hpp) against a range of a file of the parent
+//     gzip         a gzip file zlib rebuilds exactly (gzip.hpp): its parameters and its content,
+//                  literal or a patch against the content of a gzip file of the parent
 //
 // The body is meant to be compressed as one solid stream (zstd, long window), so one entropy
 // coder serves the patches of thousands of files. Unchanged files cost nothing: the send stream
@@ -44,7 +46,7 @@ struct EncodeStats {
     std::string stream_sha256;  // its digest, for the signed index
     uint64_t body_bytes = 0;    // the payload body, before compression
     uint64_t groups = 0;        // 'W' records
-    uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0;  // write data by encoding
+    uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0, recompressed_bytes = 0;  // write data by encoding
 };
 
 // Encodes an incremental send stream (a seekable file, read twice: first to learn the final

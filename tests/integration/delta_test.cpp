@@ -15,6 +15,7 @@
 #include "base/process.hpp"
 #include "delta/payload.hpp"
 #include "support/errors.hpp"
+#include "support/gzip.hpp"
 #include "support/random.hpp"
 #include "support/scratch_pool.hpp"
 #include "support/tree.hpp"
@@ -43,6 +44,15 @@ void btrfs(const std::vector<std::string>& args) {
     run_checked(argv);
 }
 
+// A manual page, and the next version of it: a paragraph inserted, a word changed.
+std::string manual_v1() { return test::text_like(60000, 7); }
+std::string manual_v2() {
+    auto page = manual_v1();
+    page.insert(20000, "a new option, documented\n");
+    page.replace(40000, 6, "STRATA");
+    return page;
+}
+
 // v1 and v2 (a snapshot of v1, changed the ways package updates change trees), both read-only,
 // and the incremental stream from v1 to v2.
 struct World {
@@ -60,6 +70,7 @@ struct World {
         write_file(v1 / "share/old-name.bin", random_bytes(70000, 4));
         write_file(v1 / "share/big.img", random_bytes(300000, 5));
         write_file(v1 / "share/gone.txt", "removed in v2\n");
+        write_file(v1 / "share/man/man1/tool.1.gz", test::zlib_gzip(manual_v1(), 9, 8));
         fs::create_symlink("libfoo.so.1", v1 / "lib/libfoo.so");
         btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
 
@@ -76,6 +87,12 @@ struct World {
         write_file(v2 / "share/new-name.bin", random_bytes(70000, 4));
         // New content: literal.
         write_file(v2 / "share/fresh.bin", random_bytes(50000, 6));
+        // gzip files zlib made: diffed (or shipped) decompressed, compressed again by the client.
+        fs::remove(v2 / "share/man/man1/tool.1.gz");
+        write_file(v2 / "share/man/man1/tool.1.gz", test::zlib_gzip(manual_v2(), 9, 8));
+        write_file(v2 / "share/doc/tool/changelog.gz", test::zlib_gzip(test::text_like(30000, 8), 6, 8));
+        // One another deflate made (here: zlib's Huffman-only strategy): opaque, literal.
+        write_file(v2 / "share/doc/tool/NEWS.gz", test::zlib_gzip(test::text_like(8000, 9), 9, 8, 2));
         // Changed in place in its middle: writes at an offset of the same inode.
         {
             Fd fd(::open((v2 / "share/big.img").c_str(), O_WRONLY | O_CLOEXEC));
@@ -125,8 +142,10 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
     CHECK(stats.body_bytes == body.size());
     CHECK(stats.diffed_bytes > 0);   // libfoo, e1000.ko, big.img
     CHECK(stats.copied_bytes >= 170000);  // bin/tool and share/new-name.bin
-    CHECK(stats.literal_bytes >= 50000);  // share/fresh.bin
+    CHECK(stats.literal_bytes >= 50000);  // share/fresh.bin, NEWS.gz
     CHECK(stats.literal_bytes < 100000);
+    CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / "share/man/man1/tool.1.gz") +
+                                          fs::file_size(w.v2 / "share/doc/tool/changelog.gz"));
     // Compressed, the payload is far smaller than the stream it stands for.
     const auto compressed = [](std::string_view data) {
         std::string out;
@@ -184,6 +203,27 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         }
         CHECK(refused > 50);
     }
+    SUBCASE("a gzip file rebuilt at other zlib parameters") {
+        // u8 level, u8 memory level, u16 header length (the header holds "initrd.img"), header.
+        const auto gzip_record = [&](char level) {
+            const std::string fields{level, '\x08', '\x15', '\x00', '\x1f', '\x8b', '\x08'};
+            const auto at = body.find(fields);
+            REQUIRE(at != std::string::npos);
+            REQUIRE(body.find(fields, at + 1) == std::string::npos);
+            return at;
+        };
+        std::string damaged = body;
+        damaged[gzip_record('\x09')] = '\x01';  // tool.1.gz, diffed against its predecessor
+        auto [error, out] = decode(w.v1, damaged);
+        CHECK(error.ends_with(": rebuild file data from 'share/man/man1/tool.1.gz': does not match its digest (a wrong or "
+                              "modified parent)"));
+        CHECK(w.stream.starts_with(out));
+        damaged = body;
+        damaged[gzip_record('\x06')] = '\x01';  // changelog.gz, shipped decompressed
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.ends_with(": literal data does not match its digest"));
+        CHECK(w.stream.starts_with(out));
+    }
     SUBCASE("bad magic and data after the end") {
         std::string damaged = body;
         damaged[0] = 'X';
@@ -209,6 +249,18 @@ TEST_CASE("a delta payload decoded against a wrong or modified parent is refused
         CHECK(error.starts_with("decode delta payload: record "));
         CHECK(w.stream.starts_with(out));
         CHECK(out.size() < w.stream.size());
+    }
+    SUBCASE("a gzip file the patch reads is no longer gzip, or another one") {
+        write_file(modified / "share/man/man1/tool.1.gz", manual_v1());
+        auto [error, out] = decode(modified, body);
+        CHECK(error.ends_with(
+            ": rebuild file data from 'share/man/man1/tool.1.gz': is not a gzip file (a wrong or modified parent)"));
+        CHECK(w.stream.starts_with(out));
+        write_file(modified / "share/man/man1/tool.1.gz", test::zlib_gzip(test::text_like(60000, 99), 9, 8));
+        std::tie(error, out) = decode(modified, body);
+        CHECK(error.ends_with(
+            ": rebuild file data from 'share/man/man1/tool.1.gz': does not match its digest (a wrong or modified parent)"));
+        CHECK(w.stream.starts_with(out));
     }
     SUBCASE("a file is shorter") {
         fs::resize_file(modified / "bin/tool", 10);

@@ -1,0 +1,15 @@
+#pragma once
+// gzip test data: text deflate has choices to make on, and gzip members as zlib writes them.
+#include <string>
+#include <string_view>
+
+namespace strata::test {
+
+// n bytes of words from a small vocabulary, the same for the same seed.
+std::string text_like(size_t n, unsigned seed);
+
+// One gzip member of content as zlib's deflate makes it at these parameters (zlib.h's
+// Z_DEFAULT_STRATEGY is 0), with a file name and a time in its header.
+std::string zlib_gzip(std::string_view content, int level, int mem_level, int strategy = 0);
+
+}  // namespace strata::test
