@@ -122,6 +122,13 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
     check_errno(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), "create socket pair", "");
     Fd ours(sockets[0]);
     Fd theirs(sockets[1]);
+    // Room for a few MiB in flight, so that producing (decompressing, rebuilding a delta's data
+    // from the parent) and receiving overlap instead of taking turns at the default ~200 KiB.
+    // Root may exceed net.core.wmem_max; otherwise the kernel caps the size, which only costs speed.
+    const int send_buffer = 8 << 20;
+    if (::setsockopt(ours.get(), SOL_SOCKET, SO_SNDBUFFORCE, &send_buffer, sizeof send_buffer) != 0)
+        check_errno(::setsockopt(ours.get(), SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer),
+                    "size socket buffer for", "btrfs receive");
     auto child = ChildProcess::spawn({"btrfs", "receive", "--chroot", "-e", into.path().string()}, theirs.get(), -1);
     theirs = Fd();
 
