@@ -59,18 +59,14 @@ Match longest_match(const std::vector<saidx_t>& suffixes, std::string_view sourc
 
 [[noreturn]] void refuse(const std::string& why) { throw Error("apply binary patch", "", why, Fault::InvalidInput); }
 
-// The patch for a target that is the source with one stretch in the middle replaced (appended
-// lines, an edited setting): the common prefix and suffix added as zeros, the stretch as extra
-// bytes. nullopt when that stretch is more than a small part of the target, where the suffix
-// array's search may find its bytes elsewhere in the source.
-std::optional<Patch> edit_in_place(std::string_view source, std::string_view target) {
-    constexpr size_t max_stretch = 64u << 10;
+// The patch that takes target's common prefix and suffix with source from source and the
+// stretch between them literally.
+Patch keep_ends(std::string_view source, std::string_view target) {
     const auto prefix = static_cast<size_t>(common_prefix(source, target));
     const size_t room = std::min(source.size(), target.size()) - prefix;
     size_t suffix = 0;
     while (suffix < room && source[source.size() - 1 - suffix] == target[target.size() - 1 - suffix]) ++suffix;
     const size_t stretch = target.size() - prefix - suffix;
-    if (stretch > max_stretch || stretch * 16 > target.size()) return std::nullopt;
     Patch patch;
     patch.target_size = target.size();
     patch.diff.assign(prefix + suffix, '\0');
@@ -78,6 +74,17 @@ std::optional<Patch> edit_in_place(std::string_view source, std::string_view tar
     const auto resume = static_cast<int64_t>(source.size() - suffix);  // where the suffix starts in source
     patch.controls.push_back({prefix, stretch, resume - static_cast<int64_t>(prefix)});
     if (suffix > 0) patch.controls.push_back({suffix, 0, 0});
+    return patch;
+}
+
+// The patch for a target that is the source with one stretch in the middle replaced (appended
+// lines, an edited setting): keep_ends's, when that stretch is a small part of the target;
+// otherwise the suffix array's search may find its bytes elsewhere in the source.
+std::optional<Patch> edit_in_place(std::string_view source, std::string_view target) {
+    constexpr size_t max_stretch = 64u << 10;
+    auto patch = keep_ends(source, target);
+    const size_t stretch = patch.extra.size();
+    if (stretch > max_stretch || stretch * 16 > target.size()) return std::nullopt;
     return patch;
 }
 
@@ -170,24 +177,69 @@ namespace {
 constexpr size_t window_bytes = 8;
 constexpr uint64_t pick_mask = 31;
 
-// Calls f with every picked window of data.
+// Calls f with every picked window of data and its position.
 template <class F>
 void for_each_window(std::string_view data, F&& f) {
     for (size_t i = 0; i + window_bytes <= data.size(); ++i) {
         uint64_t w = 0;
         std::memcpy(&w, data.data() + i, window_bytes);
-        if (((w * 0x9E3779B97F4A7C15ull) >> 58 & pick_mask) == 0) f(w);
+        if (((w * 0x9E3779B97F4A7C15ull) >> 58 & pick_mask) == 0) f(w, i);
     }
 }
 
 }  // namespace
 
+Patch shared_stretches(std::string_view source, std::string_view target) {
+    constexpr size_t min_stretch = 32;
+    // The first position of every picked window of the source, by window.
+    std::vector<std::pair<uint64_t, size_t>> anchors;
+    for_each_window(source, [&](uint64_t w, size_t i) { anchors.emplace_back(w, i); });
+    std::stable_sort(anchors.begin(), anchors.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    Patch patch;
+    patch.target_size = target.size();
+    uint64_t add = 0;             // the pending control's add: the stretch found last
+    size_t source_after = 0;      // where that stretch ends in source
+    size_t target_at = 0;         // and in target
+    const auto take = [&](size_t in_target, size_t in_source, size_t length) {
+        const size_t copy = in_target - target_at;
+        patch.extra.append(target.substr(target_at, copy));
+        patch.controls.push_back({add, copy, static_cast<int64_t>(in_source) - static_cast<int64_t>(source_after)});
+        patch.diff.append(length, '\0');
+        add = length;
+        source_after = in_source + length;
+        target_at = in_target + length;
+    };
+    for (size_t i = 0; i + window_bytes <= target.size();) {
+        uint64_t w = 0;
+        std::memcpy(&w, target.data() + i, window_bytes);
+        if (((w * 0x9E3779B97F4A7C15ull) >> 58 & pick_mask) == 0) {
+            const auto it = std::lower_bound(anchors.begin(), anchors.end(), std::pair{w, size_t{0}});
+            if (it != anchors.end() && it->first == w) {
+                const size_t at = it->second;
+                const auto forward = static_cast<size_t>(common_prefix(source.substr(at), target.substr(i)));
+                size_t backward = 0;
+                while (backward < i - target_at && backward < at && source[at - backward - 1] == target[i - backward - 1])
+                    ++backward;
+                if (forward + backward >= min_stretch) {
+                    take(i - backward, at - backward, forward + backward);
+                    i += forward;
+                    continue;
+                }
+            }
+        }
+        ++i;
+    }
+    patch.extra.append(target.substr(target_at));
+    patch.controls.push_back({add, target.size() - target_at, 0});
+    return patch;
+}
+
 double shared_content(std::string_view source, std::string_view target) {
     std::vector<uint64_t> picked;
-    for_each_window(source, [&](uint64_t w) { picked.push_back(w); });
+    for_each_window(source, [&](uint64_t w, size_t) { picked.push_back(w); });
     std::sort(picked.begin(), picked.end());
     size_t found = 0, all = 0;
-    for_each_window(target, [&](uint64_t w) {
+    for_each_window(target, [&](uint64_t w, size_t) {
         ++all;
         if (std::binary_search(picked.begin(), picked.end(), w)) ++found;
     });

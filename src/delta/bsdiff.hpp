@@ -40,6 +40,13 @@ struct Patch {
 // refused (Error, InvalidInput): files that large are shipped literally.
 Patch make_patch(std::string_view source, std::string_view target);
 
+// The patch that takes from source every stretch of target (32 bytes or more) that contains
+// one of shared_content's windows found in source, extended both ways, and the rest literally.
+// Linear: for data a suffix search gains nothing on, compressed files, whose only shared bytes are
+// stretches of the compressed stream that did not change (a gzip initrd whose new header, with its
+// time and name, is followed by a megabyte that is the same).
+Patch shared_stretches(std::string_view source, std::string_view target);
+
 // The share (0 to 1) of target's content that also occurs in source, estimated from 8-byte
 // windows picked by their content (about one in 32 positions), so that a shift does not change
 // which windows are picked. Linear and cheap next to make_patch, whose search runs at every

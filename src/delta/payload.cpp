@@ -482,9 +482,16 @@ private:
         // last version's took most of a 12 s publish). Such bytes have so many distinct windows
         // that shared_content's sample is reliable; for compressible ones (code with relocated
         // addresses every few bytes) it underestimates what bsdiff finds, so they are diffed.
+        // What they do share (stretches of a compressed stream that did not change) is taken
+        // from the parent when it comes to enough to matter.
         const size_t literal = estimate_.compressed(target);
         constexpr double min_shared = 1.0 / 8;
-        if (literal * 100 >= target.size() * 97 && shared_content(source, target) < min_shared) return std::nullopt;
+        constexpr size_t min_kept = 64u << 10;
+        if (literal * 100 >= target.size() * 97 && shared_content(source, target) < min_shared) {
+            auto stretches = shared_stretches(source, target);
+            if (stretches.diff.size() < min_kept) return std::nullopt;
+            return stretches;
+        }
         auto patch = make_patch(source, target);
         const size_t cost = patch.controls.size() * 24 + estimate_.compressed(patch.diff) + estimate_.compressed(patch.extra);
         if (cost >= literal) return std::nullopt;

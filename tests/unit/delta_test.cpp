@@ -106,6 +106,35 @@ TEST_CASE("a file with one small stretch changed patches as prefix, stretch and 
     CHECK(p.controls.size() == 2);
 }
 
+TEST_CASE("shared_stretches takes the stretches target shares with the source, wherever they are") {
+    std::mt19937 rng(10);
+    const auto a = random_bytes(rng, 300000), b = random_bytes(rng, 200000);
+    const auto source = a + random_bytes(rng, 1 << 20) + b + random_bytes(rng, 5000);
+    // A new 12-byte header (a compressed file's time and name), then a as it was, new bytes, and
+    // b further on than before.
+    const auto header = random_bytes(rng, 12), fresh = random_bytes(rng, 2 << 20), tail = random_bytes(rng, 777);
+    const auto target = header + a + fresh + b + tail;
+    Patch p = shared_stretches(source, target);
+    CHECK(apply_patch(source, p) == target);
+    // (A stretch may grow by a byte or two that happen to match.)
+    CHECK(p.diff.size() >= a.size() + b.size());
+    CHECK(p.diff.size() <= a.size() + b.size() + 8);
+    CHECK(std::count(p.diff.begin(), p.diff.end(), '\0') == static_cast<long>(p.diff.size()));
+    CHECK(p.extra.size() == target.size() - p.diff.size());
+    CHECK(p.controls.size() == 3);
+    // Nothing shared: all of it literal, in one control; the identical data: all of it taken.
+    const auto unrelated = random_bytes(rng, 100000);
+    p = shared_stretches(source, unrelated);
+    CHECK(apply_patch(source, p) == unrelated);
+    CHECK(p.diff.empty());
+    CHECK(p.controls.size() == 1);
+    p = shared_stretches(source, source);
+    CHECK(apply_patch(source, p) == source);
+    CHECK(p.extra.size() < 64);  // at most the bytes before the first picked window
+    CHECK(apply_patch(source, shared_stretches(source, "")).empty());
+    CHECK(apply_patch("", shared_stretches("", target)) == target);
+}
+
 TEST_CASE("shared content: unrelated random bytes share nothing, versions of a file most of it") {
     std::mt19937 rng(3);
     const auto source = random_bytes(rng, 1 << 20);
