@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "stream/protocol.hpp"
 
 namespace strata::delta {
 namespace {
@@ -17,9 +18,7 @@ constexpr uint8_t flag_hcrc = 2, flag_extra = 4, flag_name = 8, flag_comment = 1
 constexpr size_t chunk = 64u << 10;
 
 uint32_t load_le32(std::string_view s) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
-    return v;
+    return stream::load_le32({reinterpret_cast<const std::byte*>(s.data()), s.size()}, 0);
 }
 
 void put_le32(std::string& out, uint32_t v) {
