@@ -266,7 +266,7 @@ void add_bytes(char* out, const char* a, const char* b, size_t n) {
 
 }  // namespace
 
-std::string apply_patch(std::string_view source, const Patch& patch) {
+std::string apply_patch(std::string_view source, const PatchView& patch) {
     std::string out;
     if (patch.target_size > (uint64_t{1} << 40)) refuse("the target size is implausible");
     out.reserve(static_cast<size_t>(patch.target_size));
@@ -286,7 +286,7 @@ std::string apply_patch(std::string_view source, const Patch& patch) {
             add_bytes(out.data() + at, patch.diff.data() + diff_at, source.data() + static_cast<size_t>(source_at), c.add);
         }
         diff_at += c.add;
-        out.append(patch.extra, extra_at, c.copy);
+        out.append(patch.extra.substr(extra_at, c.copy));
         extra_at += c.copy;
         const int64_t moved = static_cast<int64_t>(c.add) + c.seek;
         if ((moved > 0 && source_at > std::numeric_limits<int64_t>::max() - moved) ||

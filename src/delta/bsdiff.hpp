@@ -11,6 +11,7 @@
 // very differently; the payload format (docs/delta.md) concatenates them over many files into one
 // solid compressed stream.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,9 +55,19 @@ Patch shared_stretches(std::string_view source, std::string_view target);
 // (random or differently compressed bytes) costs it the most and gains nothing.
 double shared_content(std::string_view source, std::string_view target);
 
+// A patch's parts where they already are (in a payload record), so applying it copies nothing.
+struct PatchView {
+    uint64_t target_size = 0;
+    std::span<const Control> controls;
+    std::string_view diff, extra;
+};
+
 // target from source and patch. A patch that reads outside source, whose blocks do not hold what
 // its controls need (or hold more), or whose result would not be target_size bytes, is refused
 // with Error(InvalidInput) before more than target_size bytes are produced.
-std::string apply_patch(std::string_view source, const Patch& patch);
+std::string apply_patch(std::string_view source, const PatchView& patch);
+inline std::string apply_patch(std::string_view source, const Patch& patch) {
+    return apply_patch(source, PatchView{patch.target_size, patch.controls, patch.diff, patch.extra});
+}
 
 }  // namespace strata::delta

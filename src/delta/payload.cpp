@@ -1,9 +1,6 @@
 #include "delta/payload.hpp"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -18,6 +15,7 @@
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
 #include "delta/gzip.hpp"
+#include "delta/parent_files.hpp"
 #include "delta/predecessors.hpp"
 #include "sign/sha256.hpp"
 #include "stream/protocol.hpp"
@@ -82,49 +80,6 @@ void check_source_path(std::string_view path) {
     }
 }
 
-// A regular file of the tree and its size. The kernel resolves the path beneath the tree and
-// refuses symlinks on the way, so a payload cannot make the client read elsewhere.
-std::pair<Fd, uint64_t> open_source(const Dir& tree, const std::string& path) {
-    open_how how{};
-    how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-    Fd fd(static_cast<int>(syscall(SYS_openat2, tree.fd(), path.c_str(), &how, sizeof how)));
-    if (!fd) throw_errno("open parent file", path);
-    struct stat st {};
-    check_errno(fstat(fd.get(), &st), "stat parent file", path);
-    if (!S_ISREG(st.st_mode)) throw Error("read parent file", path, "not a regular file", Fault::InvalidInput);
-    return {std::move(fd), static_cast<uint64_t>(st.st_size)};
-}
-
-std::string read_range(int fd, const std::string& path, uint64_t offset, uint64_t length) {
-    std::string data(length, '\0');
-    size_t done = 0;
-    while (done < length) {
-        const ssize_t n = pread(fd, data.data() + done, length - done, static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw_errno("read parent file", path);
-        if (n == 0) throw Error("read parent file", path, "changed while read");
-        done += static_cast<size_t>(n);
-    }
-    return data;
-}
-
-// length bytes at offset of a regular file of the tree.
-std::string read_source(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length) {
-    const auto [fd, size] = open_source(tree, path);
-    if (offset > size || length > size - offset)
-        throw Error("read parent file", path, "shorter than the payload needs (a wrong or modified parent)");
-    return read_range(fd.get(), path, offset, length);
-}
-
-// A whole regular file of the tree, of at most max_bytes.
-std::string read_source_file(const Dir& tree, const std::string& path, uint64_t max_bytes) {
-    const auto [fd, size] = open_source(tree, path);
-    if (size > max_bytes)
-        throw Error("read parent file", path, "larger than the payload allows (a wrong or modified parent)");
-    return read_range(fd.get(), path, 0, size);
-}
-
 void put_patch(std::string& body, const Patch& patch) {
     put(body, patch.controls.size(), 4);
     for (const auto& c : patch.controls) {
@@ -137,23 +92,22 @@ void put_patch(std::string& body, const Patch& patch) {
 }
 
 // A patch's controls and blocks as put_patch wrote them, checked against the record and the
-// output they must make.
-Patch read_patch(RecordReader& r, uint64_t target_size) {
-    Patch patch;
-    patch.target_size = target_size;
-    const auto controls = r.number(4);
-    if (controls > r.left() / 24) refuse("more patch controls than the record holds");
+// output they must make; the controls go into `controls`, the blocks stay in the record.
+PatchView read_patch(RecordReader& r, uint64_t target_size, std::vector<Control>& controls) {
+    const auto count = r.number(4);
+    if (count > r.left() / 24) refuse("more patch controls than the record holds");
+    controls.clear();
     uint64_t add = 0, copy = 0;
-    for (uint64_t i = 0; i < controls; ++i) {
+    for (uint64_t i = 0; i < count; ++i) {
         Control c{r.number(8), r.number(8), static_cast<int64_t>(r.number(8))};
         if (c.add > target_size || c.copy > target_size) refuse("patch control longer than its output");
         add += c.add, copy += c.copy;
         if (add > target_size || copy > target_size) refuse("patch controls longer than their output");
-        patch.controls.push_back(c);
+        controls.push_back(c);
     }
-    patch.diff = r.take(add);
-    patch.extra = r.take(copy);
-    return patch;
+    const auto diff = r.take(add);
+    const auto extra = r.take(copy);
+    return PatchView{target_size, controls, diff, extra};
 }
 
 // ---- Reading the send stream (the publisher's own, from its own btrfs send) ------------------
@@ -429,7 +383,7 @@ private:
         if (size == 0) return std::nullopt;
         const uint64_t offset = size > max_source_bytes ? std::min(g.offset, size - max_source_bytes) : 0;
         const uint64_t length = std::min(size, max_source_bytes);
-        return Range{*pred, offset, read_source(parent_, *pred, offset, length)};
+        return Range{*pred, offset, read_parent_range(parent_, *pred, offset, length)};
     }
 
     // The gzip encoding of data that is one gzip member zlib rebuilds exactly: the parameters,
@@ -470,7 +424,7 @@ private:
         constexpr size_t max_candidates = 8;
         const auto& candidates = files_.of_size(g.data.size());
         for (size_t i = 0; i < std::min(candidates.size(), max_candidates); ++i)
-            if (read_source(parent_, candidates[i], 0, g.data.size()) == g.data) return std::pair{candidates[i], uint64_t{0}};
+            if (read_parent_range(parent_, candidates[i], 0, g.data.size()) == g.data) return std::pair{candidates[i], uint64_t{0}};
         return std::nullopt;
     }
 
@@ -538,14 +492,86 @@ EncodeStats encode_payload(int stream_fd, const Dir& parent, const Sink& out) {
 
 // ---- Decoding ------------------------------------------------------------------------------
 
+// A write group record's fields up to the parent range its encoding reads, checked; the reader
+// is left at the fields that follow (literal data or a patch).
+struct GroupHead {
+    std::vector<std::string_view> prefixes;
+    std::vector<uint64_t> lengths;
+    uint64_t total = 0;
+    Encoding encoding{};
+    std::string_view digest;
+    GzipParameters gzip;
+    uint64_t content_length = 0;
+    Encoding content_encoding{};
+    std::string source_path;  // empty: the record reads nothing of the parent
+    uint64_t source_offset = 0, source_length = 0;  // source_length 0: the whole file
+};
+
+std::string read_source_path(RecordReader& r) {
+    std::string path(r.take(r.number(2)));
+    check_source_path(path);
+    return path;
+}
+
+GroupHead read_group_head(RecordReader& r) {
+    GroupHead g;
+    const auto count = r.number(4);
+    if (count == 0 || count > max_writes_per_group) refuse("write group of " + std::to_string(count) + " commands");
+    for (uint64_t i = 0; i < count; ++i) {
+        const auto prefix_length = r.number(4);
+        if (prefix_length > max_write_prefix) refuse("write command prefix too long");
+        g.prefixes.push_back(r.take(prefix_length));
+        g.lengths.push_back(r.number(4));
+        if (g.lengths.back() == 0) refuse("write command without data");
+        g.total += g.lengths.back();
+    }
+    if (g.total > max_group_bytes) refuse("write group larger than " + std::to_string(max_group_bytes) + " bytes");
+    g.encoding = static_cast<Encoding>(r.number(1));
+    g.digest = r.take(64);
+    switch (g.encoding) {
+    case Encoding::Literal: break;
+    case Encoding::Copy:
+        g.source_path = read_source_path(r);
+        g.source_offset = r.number(8);
+        g.source_length = g.total;
+        break;
+    case Encoding::Bsdiff:
+        g.source_path = read_source_path(r);
+        g.source_offset = r.number(8);
+        g.source_length = r.number(8);
+        if (g.source_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
+        break;
+    case Encoding::Gzip:
+        g.gzip.level = static_cast<int>(r.number(1));
+        g.gzip.mem_level = static_cast<int>(r.number(1));
+        g.gzip.header = r.take(r.number(2));
+        g.content_length = r.number(8);
+        if (g.content_length > max_source_bytes)
+            refuse("gzip content larger than " + std::to_string(max_source_bytes) + " bytes");
+        g.content_encoding = static_cast<Encoding>(r.number(1));
+        if (g.content_encoding == Encoding::Bsdiff) g.source_path = read_source_path(r);
+        else if (g.content_encoding != Encoding::Literal)
+            refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(g.content_encoding)));
+        break;
+    default: refuse("unknown data encoding " + std::to_string(static_cast<unsigned>(g.encoding)));
+    }
+    return g;
+}
+
 struct PayloadDecoder::State {
     Dir parent;
     Sink out;
+    size_t lookahead;
     std::string buffer;
-    size_t consumed = 0;  // of buffer
+    size_t consumed = 0;  // of buffer: records before it are decoded
+    size_t scanned = 0;   // of buffer: records before it have had their parent ranges read ahead
     bool magic_seen = false, ended = false;
-    uint64_t records = 0, stream_bytes = 0;
+    uint64_t records = 0, scanned_records = 0, stream_bytes = 0;
     sign::Sha256 sha;
+    std::optional<ParentReadahead> readahead;  // started by the first record that reads the parent
+
+    State(Dir parent_tree, Sink sink, size_t lookahead_bytes)
+        : parent(std::move(parent_tree)), out(std::move(sink)), lookahead(lookahead_bytes) {}
 
     void emit(std::string_view bytes) {
         sha.update(bytes);
@@ -555,82 +581,51 @@ struct PayloadDecoder::State {
 
     void writes(std::string_view body) {
         RecordReader r(body);
-        const auto count = r.number(4);
-        if (count == 0 || count > max_writes_per_group) refuse("write group of " + std::to_string(count) + " commands");
-        std::vector<std::string_view> prefixes;
-        std::vector<uint64_t> lengths;
-        uint64_t total = 0;
-        for (uint64_t i = 0; i < count; ++i) {
-            const auto prefix_length = r.number(4);
-            if (prefix_length > max_write_prefix) refuse("write command prefix too long");
-            prefixes.push_back(r.take(prefix_length));
-            lengths.push_back(r.number(4));
-            if (lengths.back() == 0) refuse("write command without data");
-            total += lengths.back();
+        const auto g = read_group_head(r);
+        std::string data;
+        switch (g.encoding) {
+        case Encoding::Literal: data = r.take(g.total); break;
+        case Encoding::Copy: data = read_parent_range(parent, g.source_path, g.source_offset, g.total); break;
+        case Encoding::Bsdiff: {
+            std::vector<Control> controls;
+            const auto patch = read_patch(r, g.total, controls);
+            data = apply_patch(read_parent_range(parent, g.source_path, g.source_offset, g.source_length), patch);
+            break;
         }
-        if (total > max_group_bytes) refuse("write group larger than " + std::to_string(max_group_bytes) + " bytes");
-        const auto encoding = static_cast<Encoding>(r.number(1));
-        const auto digest = r.take(64);
-        std::string data, source_path;
-        if (encoding == Encoding::Literal) {
-            data = r.take(total);
-        } else if (encoding == Encoding::Copy || encoding == Encoding::Bsdiff) {
-            source_path = r.take(r.number(2));
-            check_source_path(source_path);
-            const auto offset = r.number(8);
-            if (encoding == Encoding::Copy) {
-                data = read_source(parent, source_path, offset, total);
-            } else {
-                const auto length = r.number(8);
-                if (length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
-                const auto patch = read_patch(r, total);
-                data = apply_patch(read_source(parent, source_path, offset, length), patch);
-            }
-        } else if (encoding == Encoding::Gzip) {
-            GzipParameters parameters;
-            parameters.level = static_cast<int>(r.number(1));
-            parameters.mem_level = static_cast<int>(r.number(1));
-            parameters.header = r.take(r.number(2));
-            const auto content_length = r.number(8);
-            if (content_length > max_source_bytes)
-                refuse("gzip content larger than " + std::to_string(max_source_bytes) + " bytes");
+        case Encoding::Gzip: {
             std::string content;
-            const auto content_encoding = static_cast<Encoding>(r.number(1));
-            if (content_encoding == Encoding::Literal) {
-                content = r.take(content_length);
-            } else if (content_encoding == Encoding::Bsdiff) {
-                source_path = r.take(r.number(2));
-                check_source_path(source_path);
-                const auto source = gunzip(read_source_file(parent, source_path, max_source_bytes), max_source_bytes);
-                if (!source) throw Error("rebuild file data from", source_path, "is not a gzip file (a wrong or modified parent)");
-                const auto patch = read_patch(r, content_length);
-                content = apply_patch(*source, patch);
+            if (g.content_encoding == Encoding::Literal) {
+                content = r.take(g.content_length);
             } else {
-                refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(content_encoding)));
+                const auto source = gunzip(read_parent_file(parent, g.source_path, max_source_bytes), max_source_bytes);
+                if (!source) throw Error("rebuild file data from", g.source_path, "is not a gzip file (a wrong or modified parent)");
+                std::vector<Control> controls;
+                const auto patch = read_patch(r, g.content_length, controls);
+                content = apply_patch(*source, patch);
             }
-            data = gzip_member(parameters, content);
-        } else {
-            refuse("unknown data encoding " + std::to_string(static_cast<unsigned>(encoding)));
+            data = gzip_member(g.gzip, content);
+            break;
+        }
+        default: break;  // read_group_head refused it
         }
         if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
         sign::Sha256 sha_data;
         sha_data.update(data);
-        if (sha_data.hex_digest() != digest) {
-            if (source_path.empty()) refuse("literal data does not match its digest");
-            throw Error("rebuild file data from", source_path, "does not match its digest (a wrong or modified parent)");
+        if (sha_data.hex_digest() != g.digest) {
+            if (g.source_path.empty()) refuse("literal data does not match its digest");
+            throw Error("rebuild file data from", g.source_path, "does not match its digest (a wrong or modified parent)");
         }
         uint64_t at = 0;
-        for (size_t i = 0; i < prefixes.size(); ++i) {
-            std::string payload(prefixes[i]);
-            payload.append(data, at, lengths[i]);
-            at += lengths[i];
-            emit(stream::make_command(Cmd::Write, payload));
+        for (size_t i = 0; i < g.prefixes.size(); ++i) {
+            emit(stream::make_command(Cmd::Write, g.prefixes[i], std::string_view(data).substr(at, g.lengths[i])));
+            at += g.lengths[i];
         }
     }
 
     void record(RecordType type, std::string_view body) {
         if (ended) refuse("data after the end record");
         ++records;
+        if (readahead) readahead->reached(records);
         switch (type) {
         case RecordType::Raw: emit(body); break;
         case RecordType::Writes: writes(body); break;
@@ -642,50 +637,89 @@ struct PayloadDecoder::State {
         }
     }
 
-    void parse() {
+    // The complete record at `at` of the buffer: its type and body, or nullopt when more of the
+    // body must arrive first.
+    std::optional<std::pair<RecordType, std::string_view>> record_at(size_t at) const {
+        const std::string_view rest = std::string_view(buffer).substr(at);
+        if (rest.size() < record_header_size) return std::nullopt;
+        const auto length = stream::load_le64(bytes_of(rest), 1);
+        if (length > max_record_bytes) refuse("record " + std::to_string(records) + " is too large");
+        if (rest.size() - record_header_size < length) return std::nullopt;
+        return std::pair{static_cast<RecordType>(rest[0]), rest.substr(record_header_size, length)};
+    }
+
+    // Hands the parent ranges of the records received since the last scan to the readahead. A
+    // record malformed here is skipped: decoding it refuses it with its number.
+    void scan() {
         while (true) {
-            const std::string_view rest = std::string_view(buffer).substr(consumed);
-            if (!magic_seen) {
-                if (rest.size() < payload_magic.size()) break;
-                if (!rest.starts_with(payload_magic)) refuse("not a strata delta payload (bad magic)");
-                magic_seen = true;
-                consumed += payload_magic.size();
-                continue;
-            }
-            if (rest.size() < record_header_size) break;
-            const auto length = stream::load_le64(bytes_of(rest), 1);
-            if (length > max_record_bytes) refuse("record " + std::to_string(records) + " is too large");
-            if (rest.size() - record_header_size < length) break;
-            const auto type = static_cast<RecordType>(rest[0]);
+            std::optional<std::pair<RecordType, std::string_view>> next;
             try {
-                record(type, rest.substr(record_header_size, length));
+                next = record_at(scanned);
+            } catch (const Error&) {
+                return;
+            }
+            if (!next) return;
+            scanned += record_header_size + next->second.size();
+            ++scanned_records;
+            if (next->first != RecordType::Writes) continue;
+            try {
+                RecordReader r(next->second);
+                auto g = read_group_head(r);
+                if (g.source_path.empty()) continue;
+                if (!readahead) readahead.emplace(parent);
+                readahead->want(scanned_records, std::move(g.source_path), g.source_offset, g.source_length);
+            } catch (const Error&) {
+            }
+        }
+    }
+
+    // Decodes complete records while more than `keep` bytes of body follow them.
+    void decode(size_t keep) {
+        while (buffer.size() - consumed > keep) {
+            const auto next = record_at(consumed);
+            if (!next) break;
+            try {
+                record(next->first, next->second);
             } catch (Error& e) {
                 e.within("record " + std::to_string(records));
                 throw;
             }
-            consumed += record_header_size + length;
+            consumed += record_header_size + next->second.size();
         }
         if (consumed > buffer.size() / 2) {
             buffer.erase(0, consumed);
+            scanned -= consumed;
             consumed = 0;
         }
     }
+
+    void parse(size_t keep) {
+        if (!magic_seen) {
+            if (buffer.size() < payload_magic.size()) return;
+            if (!buffer.starts_with(payload_magic)) refuse("not a strata delta payload (bad magic)");
+            magic_seen = true;
+            consumed = scanned = payload_magic.size();
+        }
+        scan();
+        decode(keep);
+    }
 };
 
-PayloadDecoder::PayloadDecoder(Dir parent, Sink out)
-    : state_(new State{std::move(parent), std::move(out), {}, 0, false, false, 0, 0, {}}) {}
+PayloadDecoder::PayloadDecoder(Dir parent, Sink out, size_t lookahead)
+    : state_(std::make_unique<State>(std::move(parent), std::move(out), lookahead)) {}
 PayloadDecoder::~PayloadDecoder() = default;
 
 void PayloadDecoder::feed(std::string_view body) {
     with_context("decode delta payload", "", [&] {
         if (state_->ended && !body.empty()) refuse("data after the end record");
         state_->buffer += body;
-        state_->parse();
+        state_->parse(state_->lookahead);
     });
 }
 
 DecodeResult PayloadDecoder::finish() {
     return with_context("decode delta payload", "", [&] {
+        state_->parse(0);
         if (!state_->ended) refuse("payload ends before its end record");
         if (state_->consumed != state_->buffer.size()) refuse("data after the end record");
         return DecodeResult{state_->stream_bytes, state_->sha.hex_digest()};

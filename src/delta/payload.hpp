@@ -22,6 +22,7 @@
 // The body is meant to be compressed as one solid stream (zstd, long window), so one entropy
 // coder serves the patches of thousands of files. Unchanged files cost nothing: the send stream
 // does not mention them.
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -63,10 +64,15 @@ struct DecodeResult {
 // body refers to them. Untrusted input: a malformed record, a path that leaves the parent tree or
 // a symlink in it, a source file too short, or data whose digest does not match (a wrong or
 // modified parent) is refused with Error (InvalidInput for the payload's own faults) before a
-// byte of that record is passed on. Memory: one record, its source range and its output.
+// byte of that record is passed on. Records are decoded `lookahead` bytes of body behind what
+// has arrived, and the parent ranges of the records in between are read ahead in a thread of
+// their own (parent_files.hpp), so the decoder seldom waits for a cold read. Memory: the
+// lookahead, one record, its source range and its output.
+inline constexpr size_t default_lookahead_bytes = 16u << 20;
+
 class PayloadDecoder {
 public:
-    PayloadDecoder(Dir parent, Sink out);
+    PayloadDecoder(Dir parent, Sink out, size_t lookahead = default_lookahead_bytes);
     ~PayloadDecoder();
     PayloadDecoder(const PayloadDecoder&) = delete;
     PayloadDecoder& operator=(const PayloadDecoder&) = delete;

@@ -49,7 +49,9 @@ inline uint64_t load_le64(std::span<const std::byte> bytes, size_t offset) { ret
 // over the header with its crc field zeroed, then the payload.
 uint32_t command_crc(std::span<const std::byte> header, std::span<const std::byte> payload) noexcept;
 
-// A whole command, header and checksum included, from its type and payload (the attributes).
-std::string make_command(Cmd type, std::string_view payload);
+// A whole command, header and checksum included, from its type and payload (the attributes),
+// given as the payload's first part and the rest (a write's attributes before its data, and the
+// data), so that rebuilding a stream copies its data once.
+std::string make_command(Cmd type, std::string_view payload, std::string_view payload_rest = {});
 
 }  // namespace strata::stream

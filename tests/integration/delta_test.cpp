@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 
 #include "base/fd.hpp"
 #include "base/process.hpp"
+#include "delta/parent_files.hpp"
 #include "delta/payload.hpp"
 #include "support/errors.hpp"
 #include "support/gzip.hpp"
@@ -126,12 +128,12 @@ struct World {
     }
 };
 
-// Decodes body in pieces of `piece` bytes; returns the error message ("" when none) and what
-// was passed on before it.
+// Decodes body in pieces of `piece` bytes, each record as soon as it is complete; returns the
+// error message ("" when none) and what was passed on before it.
 std::pair<std::string, std::string> decode(const fs::path& parent, std::string_view body, size_t piece = 4096) {
     std::string out;
     const auto error = test::error_of([&] {
-        delta::PayloadDecoder decoder(Dir::open(parent), [&](std::string_view b) { out += b; });
+        delta::PayloadDecoder decoder(Dir::open(parent), [&](std::string_view b) { out += b; }, 0);
         for (size_t at = 0; at < body.size(); at += piece) decoder.feed(body.substr(at, piece));
         decoder.finish();
     });
@@ -169,13 +171,18 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
             compressed(body));
     CHECK((compressed(body) - random_in_both) * 2 < compressed(w.stream) - random_in_both);
 
+    // Records decoded as they arrive, a few behind, or all at the end.
     std::string out;
-    delta::PayloadDecoder decoder(Dir::open(w.v1), [&](std::string_view b) { out += b; });
-    for (size_t at = 0; at < body.size(); at += 1000) decoder.feed(std::string_view(body).substr(at, 1000));
-    const auto result = decoder.finish();
-    CHECK(out == w.stream);
-    CHECK(result.stream_bytes == w.stream.size());
-    CHECK(result.stream_sha256 == stats.stream_sha256);
+    for (const size_t lookahead : {size_t{0}, size_t{100000}, delta::default_lookahead_bytes}) {
+        CAPTURE(lookahead);
+        out.clear();
+        delta::PayloadDecoder decoder(Dir::open(w.v1), [&](std::string_view b) { out += b; }, lookahead);
+        for (size_t at = 0; at < body.size(); at += 1000) decoder.feed(std::string_view(body).substr(at, 1000));
+        const auto result = decoder.finish();
+        CHECK(out == w.stream);
+        CHECK(result.stream_bytes == w.stream.size());
+        CHECK(result.stream_sha256 == stats.stream_sha256);
+    }
 
     const auto rebuilt = w.pool.dir() / "rebuilt.stream";
     write_file(rebuilt, out);
@@ -292,4 +299,74 @@ TEST_CASE("a delta payload decoded against a wrong or modified parent is refused
         CHECK(error.find("open parent file 'bin/tool'") != std::string::npos);
         CHECK(w.stream.starts_with(out));
     }
+}
+
+TEST_CASE("parent ranges are read ahead into the page cache, and names that lead elsewhere are not read") {
+    test::require_root_and_btrfs();
+    test::ScratchPool pool{256ull << 20};
+    const auto tree = pool.mountpoint() / "tree";
+    btrfs({"subvolume", "create", tree.string()});
+    write_file(tree / "lib/modules/a.ko", random_bytes(4 << 20, 1));
+    write_file(tree / "lib/modules/b.ko", random_bytes(4 << 20, 2));
+    write_file(pool.mountpoint() / "outside", random_bytes(1 << 20, 3));
+    fs::create_symlink("../outside", tree / "lib/link.ko");
+    run_checked({"sync"});
+
+    const auto page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    // Drops a file's clean pages from the page cache.
+    const auto evict = [](const fs::path& file) {
+        Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        REQUIRE(fd);
+        REQUIRE(posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED) == 0);
+    };
+    // How many pages of [offset, offset + length) of a file are in the page cache.
+    const auto cached = [&](const fs::path& file, uint64_t offset, uint64_t length) {
+        Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        REQUIRE(fd);
+        const auto size = fs::file_size(file);
+        void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
+        REQUIRE(map != MAP_FAILED);
+        std::vector<unsigned char> pages((size + page - 1) / page);
+        REQUIRE(mincore(map, size, pages.data()) == 0);
+        munmap(map, size);
+        uint64_t n = 0;
+        for (uint64_t p = offset / page; p < (offset + length + page - 1) / page; ++p) n += pages[p] & 1u;
+        return n;
+    };
+    const auto eventually_cached = [&](const fs::path& file, uint64_t offset, uint64_t length) {
+        const uint64_t want = (length + page - 1) / page;
+        for (int i = 0; i < 500 && cached(file, offset, length) < want; ++i) usleep(10000);
+        return cached(file, offset, length) == want;
+    };
+    for (const auto* f : {"lib/modules/a.ko", "lib/modules/b.ko"}) evict(tree / f);
+    evict(pool.mountpoint() / "outside");
+    REQUIRE(cached(tree / "lib/modules/a.ko", 0, 4 << 20) == 0);
+    REQUIRE(cached(tree / "lib/modules/b.ko", 0, 4 << 20) == 0);
+    REQUIRE(cached(pool.mountpoint() / "outside", 0, 1 << 20) == 0);
+
+    {
+        delta::ParentReadahead readahead(Dir::open(tree));
+        // Skipped without harm: an escape, a symlink, a missing file, a directory.
+        readahead.want(1, "../outside", 0, 0);
+        readahead.want(1, "lib/link.ko", 0, 0);
+        readahead.want(1, "lib/missing.ko", 0, 0);
+        readahead.want(1, "lib", 0, 0);
+        readahead.want(2, "lib/modules/a.ko", 0, 0);           // the whole file
+        readahead.want(3, "lib/modules/b.ko", 1 << 20, 1 << 20);  // one range
+        CHECK(eventually_cached(tree / "lib/modules/a.ko", 0, 4 << 20));
+        CHECK(eventually_cached(tree / "lib/modules/b.ko", 1 << 20, 1 << 20));
+    }
+    CHECK(cached(pool.mountpoint() / "outside", 0, 1 << 20) == 0);
+
+    // Wishes of records the decoder has passed are dropped.
+    evict(tree / "lib/modules/b.ko");
+    REQUIRE(cached(tree / "lib/modules/b.ko", 0, 4 << 20) == 0);
+    {
+        delta::ParentReadahead readahead(Dir::open(tree));
+        readahead.reached(5);
+        readahead.want(4, "lib/modules/b.ko", 0, 0);
+        readahead.want(5, "lib/modules/a.ko", 0, 0);
+        CHECK(eventually_cached(tree / "lib/modules/a.ko", 0, 4 << 20));
+    }
+    CHECK(cached(tree / "lib/modules/b.ko", 0, 4 << 20) == 0);
 }
