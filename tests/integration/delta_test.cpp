@@ -240,6 +240,20 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         std::tie(error, out) = decode(w.v1, damaged);
         CHECK(error.ends_with(": literal data does not match its digest"));
         CHECK(w.stream.starts_with(out));
+
+        // After the header: u64 content length, u8 content encoding.
+        const size_t content_length_at = gzip_record('\x09') + 4 + 0x15;
+        damaged = body;
+        damaged.replace(content_length_at, 8, std::string{'\x01', '\x00', '\x00', '\x02', '\x00', '\x00', '\x00', '\x00'});
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.ends_with(": gzip content larger than 33554432 bytes"));
+        CHECK(error.starts_with("decode delta payload: record "));
+        CHECK(w.stream.starts_with(out));
+        damaged = body;
+        damaged[content_length_at + 8] = '\x07';
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.ends_with(": unknown gzip content encoding 7"));
+        CHECK(w.stream.starts_with(out));
     }
     SUBCASE("bad magic and data after the end") {
         std::string damaged = body;
