@@ -673,7 +673,7 @@ struct PayloadDecoder::State {
         }
     }
 
-    // Decodes complete records while more than `keep` bytes of body follow them.
+    // Decodes complete records while more than `keep` bytes of body wait, the record included.
     void decode(size_t keep) {
         while (buffer.size() - consumed > keep) {
             const auto next = record_at(consumed);
