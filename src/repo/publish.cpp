@@ -215,11 +215,15 @@ public:
         if (committed_) return;
         for (const auto& f : files_) ::unlinkat(dir_.fd(), f.c_str(), 0);
     }
-    void add(std::string file) { files_.push_back(std::move(file)); }
+    void add(std::string file) {
+        const std::lock_guard lock(mutex_);
+        files_.push_back(std::move(file));
+    }
     void commit() { committed_ = true; }
 
 private:
     const Dir& dir_;
+    std::mutex mutex_;  // payloads are written by two threads
     std::vector<std::string> files_;
     bool committed_ = false;
 };
@@ -504,13 +508,43 @@ PublishReport publish(const pool::Pool& pool, const std::filesystem::path& repo_
                                          [&](const pool::Subvolume& p) { return p.name == w.parent->name; }))
                 stream_parents.push_back(*w.parent);
         }
-        IncrementalStreams streams(pool, payloads, tree, stream_parents);
-        for (const auto* w : to_write) {
+        // The full stream (btrfs send into zstd, about a core's work) is written on a thread of
+        // its own while this one encodes the incremental payloads, which used to wait for it:
+        // alone it was 4.8 s of a 15 s publish with 3 deltas (bench/update.sh).
+        std::vector<Payload> written(to_write.size());
+        {
+            IncrementalStreams streams(pool, payloads, tree, stream_parents);
+            const auto write_one = [&](size_t i) {
+                written[i] = write_payload(pool, payloads, tree, *to_write[i], options, streams, created);
+            };
+            std::exception_ptr full_failure, failure;
+            std::thread full_writer;
+            try {
+                for (size_t i = 0; i < to_write.size(); ++i)
+                    if (!to_write[i]->parent)
+                        full_writer = std::thread([&, i] {
+                            try {
+                                write_one(i);
+                            } catch (...) {
+                                full_failure = std::current_exception();
+                            }
+                        });
+                for (size_t i = 0; i < to_write.size(); ++i)
+                    if (to_write[i]->parent) write_one(i);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            if (full_writer.joinable()) full_writer.join();
+            if (failure) std::rethrow_exception(failure);
+            if (full_failure) std::rethrow_exception(full_failure);
+        }
+        for (size_t i = 0; i < to_write.size(); ++i) {
+            const auto& w = *to_write[i];
             // An entry of this tree for the same payload, or under the same file name from another
             // parent (say, the parent was re-imported), is stale: the new payload takes its place.
-            std::erase_if(entry.payloads, [&](const Payload& p) { return matches(p, *w) || p.file == w->file; });
-            entry.payloads.push_back(write_payload(pool, payloads, tree, *w, options, streams, created));
-            report.written.push_back(w->file);
+            std::erase_if(entry.payloads, [&](const Payload& p) { return matches(p, w) || p.file == w.file; });
+            entry.payloads.push_back(std::move(written[i]));
+            report.written.push_back(w.file);
         }
         // The tree must still be what the index says: a replaced subvolume would make the
         // recorded uuid lie about the streams.

@@ -50,7 +50,9 @@ struct PublishOptions {
     std::vector<sign::PublicKey> previous_keys;
     // How long to wait for another publisher of the same directory (then Fault::Busy).
     std::chrono::milliseconds lock_timeout{0};
-    ProgressFn progress;  // "send" phases of the full stream (incremental ones are exported by a thread, silently)
+    // "send" phases of the full stream, called from the thread that writes it (the incremental
+    // payloads are written meanwhile, silently).
+    ProgressFn progress;
 };
 
 struct PublishReport {
