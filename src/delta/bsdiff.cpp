@@ -77,18 +77,16 @@ Patch keep_ends(std::string_view source, std::string_view target) {
     return patch;
 }
 
-// The patch for a target that is the source with one stretch in the middle replaced (appended
-// lines, an edited setting): keep_ends's, when that stretch is a small part of the target;
-// otherwise the suffix array's search may find its bytes elsewhere in the source.
+}  // namespace
+
 std::optional<Patch> edit_in_place(std::string_view source, std::string_view target) {
+    // A larger stretch may well be found elsewhere in the source by make_patch's search.
     constexpr size_t max_stretch = 64u << 10;
     auto patch = keep_ends(source, target);
     const size_t stretch = patch.extra.size();
     if (stretch > max_stretch || stretch * 16 > target.size()) return std::nullopt;
     return patch;
 }
-
-}  // namespace
 
 Patch make_patch(std::string_view source, std::string_view target) {
     if (source.size() >= static_cast<size_t>(std::numeric_limits<saidx_t>::max()))

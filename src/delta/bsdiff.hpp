@@ -11,6 +11,7 @@
 // very differently; the payload format (docs/delta.md) concatenates them over many files into one
 // solid compressed stream.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,6 +41,12 @@ struct Patch {
 // Memory: the source's suffix array, 4 bytes per source byte. Sources of 2 GiB or more are
 // refused (Error, InvalidInput): files that large are shipped literally.
 Patch make_patch(std::string_view source, std::string_view target);
+
+// The patch for a target that is the source with one stretch in the middle replaced (appended
+// lines, an edited setting): the common prefix and suffix taken from source, the stretch between
+// them literally; nullopt when that stretch is more than a 16th of the target or 64 KiB. Linear:
+// make_patch tries it before sorting the source's suffixes.
+std::optional<Patch> edit_in_place(std::string_view source, std::string_view target);
 
 // The patch that takes from source every stretch of target (32 bytes or more) that contains
 // one of shared_content's windows found in source, extended both ways, and the rest literally.

@@ -337,7 +337,7 @@ private:
             put(body, offset, 8);
         };
         // The predecessor's range is read once: it decides between a copy and a patch.
-        const auto source = predecessor_range(names_.resolve(g.path), g);
+        auto source = predecessor_range(names_.resolve(g.path), g);
         std::optional<std::pair<std::string, uint64_t>> copy;
         if (source && g.offset >= source->offset && g.offset - source->offset <= source->bytes.size() &&
             std::string_view(source->bytes).substr(g.offset - source->offset, g.data.size()) == g.data)
@@ -346,7 +346,19 @@ private:
         std::optional<std::string> gzip;
         if (!copy) gzip = gzip_encoding(g.data, source);
         std::optional<Patch> patch;
-        if (!copy && !gzip && source) patch = worthwhile_patch(source->bytes, g.data);
+        if (!copy && !gzip && source) {
+            // Writes inside a file (an edit in place, the tail a send stream carries again after
+            // an append) are first held against the parent's bytes at their offset: a patch from
+            // those spares sorting the whole predecessor (for the last 1.1 MiB of an 18 MiB file,
+            // 0.8 s of a publish with 3 deltas, bench/update.sh).
+            // (make_patch tries the whole range itself.)
+            if (g.offset >= source->offset && g.offset - source->offset < source->bytes.size()) {
+                auto aligned = source->bytes.substr(g.offset - source->offset, g.data.size());
+                if (aligned.size() < source->bytes.size()) patch = edit_in_place(aligned, g.data);
+                if (patch) source = Range{source->path, g.offset, std::move(aligned)};
+            }
+            if (!patch) patch = worthwhile_patch(source->bytes, g.data);
+        }
         if (copy) {
             put_source(Encoding::Copy, copy->first, copy->second);
             stats_.copied_bytes += g.data.size();

@@ -74,6 +74,7 @@ struct World {
         write_file(v1 / "share/gone.txt", "removed in v2\n");
         write_file(v1 / "share/man/man1/tool.1.gz", test::zlib_gzip(manual_v1(), 9, 8));
         write_file(v1 / "boot/initrd.img", random_bytes(1 << 20, 12));
+        write_file(v1 / "var/log.bin", random_bytes(3 << 20, 14));
         fs::create_symlink("libfoo.so.1", v1 / "lib/libfoo.so");
         btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
 
@@ -108,6 +109,14 @@ struct World {
             REQUIRE(fd);
             const std::string patch = "patched in place";
             REQUIRE(pwrite(fd.get(), patch.data(), patch.size(), 150000) == static_cast<ssize_t>(patch.size()));
+        }
+        // Its last MiB written again, a line appended: the stream carries the tail, which is
+        // diffed against the parent's bytes at the same offset.
+        {
+            Fd fd(::open((v2 / "var/log.bin").c_str(), O_WRONLY | O_CLOEXEC));
+            REQUIRE(fd);
+            const std::string tail = random_bytes(3 << 20, 14).substr(2 << 20) + "appended line\n";
+            REQUIRE(pwrite(fd.get(), tail.data(), tail.size(), 2 << 20) == static_cast<ssize_t>(tail.size()));
         }
         fs::remove(v2 / "share/gone.txt");
         fs::rename(v2 / "etc/unchanged.conf", v2 / "etc/renamed.conf");
@@ -153,7 +162,7 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
     CHECK(stats.copied_bytes >= 170000);  // bin/tool and share/new-name.bin
     CHECK(stats.literal_bytes >= 50000);  // share/fresh.bin, NEWS.gz
     CHECK(stats.literal_bytes < 100000);
-    CHECK(stats.diffed_bytes >= 1 << 20);  // boot/initrd.img among them
+    CHECK(stats.diffed_bytes >= (2u << 20));  // boot/initrd.img and the tail of var/log.bin among them
     CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / "share/man/man1/tool.1.gz") +
                                           fs::file_size(w.v2 / "share/doc/tool/changelog.gz"));
     // Compressed, the payload is far smaller than the stream it stands for, beyond the new random

@@ -104,6 +104,14 @@ TEST_CASE("a file with one small stretch changed patches as prefix, stretch and 
     CHECK(apply_patch(source, p) == edited);
     CHECK(p.extra == "a different and longer stretch");
     CHECK(p.controls.size() == 2);
+    CHECK(edit_in_place(source, edited) == p);
+
+    // More than a 16th of the target, or 64 KiB, changed: left to make_patch's search.
+    CHECK_FALSE(edit_in_place(source.substr(0, 1000), source.substr(0, 900) + random_bytes(rng, 100)).has_value());
+    std::string rewritten = source;
+    rewritten.replace(100000, 65 << 10, random_bytes(rng, 65 << 10));
+    CHECK_FALSE(edit_in_place(source, rewritten).has_value());
+    CHECK(apply_patch(source, make_patch(source, rewritten)) == rewritten);
 }
 
 TEST_CASE("shared_stretches takes the stretches target shares with the source, wherever they are") {
