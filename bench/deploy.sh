@@ -9,6 +9,7 @@
 #   SIZE    size of the large tree     (default: 700M; suffixes K M G as in numfmt --from=iec)
 #   TINY    size of the small tree     (default: 5M; both trees also get the same 40 MiB kernel+initrd)
 #   SOURCE  where the trees come from  (default: /usr; SOURCE_DIRS picks subdirectories of it)
+#   MODULES 0 | 1                      (default: 0; 1: the large tree also gets SOURCE's lib/modules)
 #   CACHE   cold | warm                (default: cold: sync and drop caches before every timed command)
 #   RUNS    runs per measurement       (default: 1; the fastest run of each side is reported)
 #   JSON    also write results here    (default: none)
@@ -218,6 +219,7 @@ version_2() {
 
 note "copying up to $(numfmt --to=iec "$size_bytes") and $(numfmt --to=iec "$tiny_bytes") of $SOURCE ($SOURCE_DIRS)"
 taken_large=$(make_tree "$pool/tree-1" "$size_bytes")
+[ "${MODULES:-0}" = 1 ] && taken_large=$((taken_large + $(add_modules "$pool/tree-1")))
 taken_tiny=$(make_tree "$tiny/tree-1" "$tiny_bytes")
 sync
 entries_large=$(find "$pool/tree-1" | wc -l)

@@ -25,3 +25,16 @@ make_tree() {
     printf 'NAME="Bench OS"\nPRETTY_NAME="Bench OS 1"\nID=bench\nVERSION_ID=1\n' >"$dest/lib/os-release"
     echo "$taken"
 }
+
+# add_modules DIR: SOURCE's lib/modules as well (a real OS tree's kernel modules, most of its
+# inodes and bytes), without its kernel images and initrds, so that the fake kernel stays the only
+# one either tool finds. Prints the bytes added.
+add_modules() {
+    local dest=$1
+    [ -d "$SOURCE/lib/modules" ] || die "'$SOURCE' has no lib/modules"
+    tar -C "$SOURCE" --xattrs --xattrs-include='*' --acls --exclude='vmlinuz*' --exclude='initrd*' \
+        --exclude='initramfs*' -cf - lib/modules |
+        tar -C "$dest" -xf - --xattrs --xattrs-include='*' --acls --numeric-owner -p
+    (cd "$SOURCE" && find lib/modules -type f ! -name 'vmlinuz*' ! -name 'initrd*' ! -name 'initramfs*' -printf '%s\n') |
+        awk '{ s += $1 } END { print s + 0 }'
+}
