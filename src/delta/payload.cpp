@@ -368,11 +368,11 @@ private:
         sign::Sha256 sha;
         sha.update(g.data);
         const auto digest = sha.hex_digest();
-        const auto put_source = [&](Encoding encoding, const std::string& source, uint64_t offset) {
+        const auto put_source = [&](Encoding encoding, const std::string& path, uint64_t offset) {
             put(body, static_cast<uint8_t>(encoding), 1);
             body += digest;
-            put(body, source.size(), 2);
-            body += source;
+            put(body, path.size(), 2);
+            body += path;
             put(body, offset, 8);
         };
         std::optional<std::pair<std::string, uint64_t>> copy;
