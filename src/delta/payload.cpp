@@ -318,6 +318,11 @@ private:
         std::string path;
         uint64_t offset = 0;
         std::string bytes;
+        // Its bytes from a file offset on; empty outside the range.
+        std::string_view from(uint64_t file_offset) const {
+            if (file_offset < offset || file_offset - offset >= bytes.size()) return {};
+            return std::string_view(bytes).substr(file_offset - offset);
+        }
     };
     void flush_group() {
         if (!group_) return;
@@ -338,8 +343,7 @@ private:
     // delta body at level 16.
     static std::optional<Group> unchanged_head(Group& g, const Range& source) {
         constexpr size_t min_split_bytes = 256u << 10;
-        if (g.offset < source.offset) return std::nullopt;
-        const auto parent = std::string_view(source.bytes).substr(std::min(g.offset - source.offset, source.bytes.size()));
+        const auto parent = source.from(g.offset);
         size_t count = 0, bytes = 0;
         while (count < g.lengths.size() && bytes + g.lengths[count] <= parent.size() &&
                std::string_view(g.data).substr(bytes, g.lengths[count]) == parent.substr(bytes, g.lengths[count]))
@@ -376,8 +380,7 @@ private:
             put(body, offset, 8);
         };
         std::optional<std::pair<std::string, uint64_t>> copy;
-        if (source && g.offset >= source->offset && g.offset - source->offset <= source->bytes.size() &&
-            std::string_view(source->bytes).substr(g.offset - source->offset, g.data.size()) == g.data)
+        if (source && source->from(g.offset).substr(0, g.data.size()) == g.data)
             copy = std::pair{source->path, g.offset};
         else copy = identical_file(g);
         std::optional<std::string> gzip;
@@ -389,11 +392,9 @@ private:
             // holds them against the whole range: a patch from those spares sorting the whole
             // predecessor (for the last 1.1 MiB of an 18 MiB file, 0.8 s of a publish with 3
             // deltas, bench/update.sh).
-            if (g.offset >= source->offset && g.offset - source->offset < source->bytes.size()) {
-                auto aligned = source->bytes.substr(g.offset - source->offset, g.data.size());
-                if (aligned.size() < source->bytes.size()) patch = edit_in_place(aligned, g.data);
-                if (patch) source = Range{source->path, g.offset, std::move(aligned)};
-            }
+            const auto aligned = source->from(g.offset).substr(0, g.data.size());
+            if (!aligned.empty() && aligned.size() < source->bytes.size()) patch = edit_in_place(aligned, g.data);
+            if (patch) source = Range{source->path, g.offset, std::string(aligned)};
             if (!patch) patch = worthwhile_patch(source->bytes, g.data);
         }
         if (copy) {
