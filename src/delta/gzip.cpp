@@ -1,12 +1,18 @@
 #include "delta/gzip.hpp"
 
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <zlib.h>
 
 #include <array>
+#include <cerrno>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/process.hpp"
 #include "stream/protocol.hpp"
 
 namespace strata::delta {
@@ -16,6 +22,9 @@ namespace {
 constexpr size_t fixed_header = 10, trailer_size = 8;
 constexpr uint8_t flag_hcrc = 2, flag_extra = 4, flag_name = 8, flag_comment = 16, flags_reserved = 0xe0;
 constexpr size_t chunk = 64u << 10;
+// Content goes to a deflate in pieces of this size; an attempt to reproduce a member is checked
+// after each, so a deflate that does not reproduce it costs about one piece.
+constexpr size_t feed_piece = 1u << 20;
 
 uint32_t load_le32(std::string_view s) {
     return stream::load_le32({reinterpret_cast<const std::byte*>(s.data()), s.size()}, 0);
@@ -48,69 +57,188 @@ std::optional<size_t> header_length(std::string_view data) {
     return pos;
 }
 
-uint32_t crc_of(std::string_view content) {
-    uLong crc = crc32(0, nullptr, 0);
+uint32_t crc_update(uint32_t crc, std::string_view content) {
     for (size_t at = 0; at < content.size(); at += chunk) {
         const auto part = content.substr(at, chunk);
-        crc = crc32(crc, reinterpret_cast<const Bytef*>(part.data()), static_cast<uInt>(part.size()));
+        crc = static_cast<uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(part.data()), static_cast<uInt>(part.size())));
     }
-    return static_cast<uint32_t>(crc);
+    return crc;
 }
 
-class Inflater {
+// A raw (headerless) zlib stream, inflating or deflating. On the heap: zlib's state points back
+// at its z_stream, which therefore must not move.
+class ZStream {
 public:
-    Inflater() {
-        if (inflateInit2(&z_, -MAX_WBITS) != Z_OK) throw Error("inflate", "", "zlib could not start", Fault::Failed);
+    static ZStream inflater() {
+        ZStream z(false);
+        if (inflateInit2(z.get(), -MAX_WBITS) != Z_OK) throw Error("inflate", "", "zlib could not start", Fault::Failed);
+        z.started_ = true;
+        return z;
     }
-    ~Inflater() { inflateEnd(&z_); }
-    Inflater(const Inflater&) = delete;
-    Inflater& operator=(const Inflater&) = delete;
+    static ZStream deflater(int level, int mem_level) {
+        ZStream z(true);
+        if (deflateInit2(z.get(), level, Z_DEFLATED, -MAX_WBITS, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+            throw Error("deflate", "", "zlib could not start", Fault::Failed);
+        z.started_ = true;
+        return z;
+    }
+    ZStream(ZStream&& other) noexcept
+        : z_(std::move(other.z_)), deflate_(other.deflate_), started_(std::exchange(other.started_, false)) {}
+    ZStream& operator=(ZStream&&) = delete;
+    ~ZStream() {
+        if (!started_) return;
+        if (deflate_) deflateEnd(z_.get());
+        else inflateEnd(z_.get());
+    }
+    z_stream* get() { return z_.get(); }
+    z_stream* operator->() { return z_.get(); }
 
-    // The content of the raw deflate stream at the start of in and how many bytes of in it
-    // took; nullopt when it is damaged, ends early or inflates beyond max_content.
-    std::optional<std::pair<std::string, size_t>> run(std::string_view in, uint64_t max_content) {
-        z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-        z_.avail_in = static_cast<uInt>(in.size());
-        std::string content;
-        while (true) {
-            const size_t have = content.size();
-            if (have >= max_content + 1) return std::nullopt;
-            content.resize(have + std::min<uint64_t>(chunk, max_content + 1 - have));
-            z_.next_out = reinterpret_cast<Bytef*>(content.data() + have);
-            z_.avail_out = static_cast<uInt>(content.size() - have);
-            const int rc = inflate(&z_, Z_NO_FLUSH);
-            content.resize(content.size() - z_.avail_out);
-            if (rc == Z_STREAM_END) break;
-            if (rc != Z_OK) return std::nullopt;
+private:
+    explicit ZStream(bool deflate) : z_(std::make_unique<z_stream>()), deflate_(deflate) {}
+    std::unique_ptr<z_stream> z_;
+    bool deflate_;
+    bool started_ = false;
+};
+
+void set_input(z_stream* z, std::string_view in) {
+    z->next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z->avail_in = static_cast<uInt>(in.size());
+}
+
+// Deflate data as a deflate makes it, passed on in pieces; a receiver that returns false stops
+// the deflate (an attempt that no longer matches).
+using DeflateOut = std::function<bool(std::string_view)>;
+
+class Deflater {
+public:
+    virtual ~Deflater() = default;
+    virtual bool feed(std::string_view content, const DeflateOut& out) = 0;
+    virtual bool finish(const DeflateOut& out) = 0;
+};
+
+class ZlibDeflater final : public Deflater {
+public:
+    ZlibDeflater(int level, int mem_level) : z_(ZStream::deflater(level, mem_level)) {}
+    bool feed(std::string_view content, const DeflateOut& out) override {
+        for (size_t at = 0; at < content.size(); at += chunk) {
+            set_input(z_.get(), content.substr(at, chunk));
+            if (!run(Z_NO_FLUSH, out)) return false;
         }
-        if (content.size() > max_content) return std::nullopt;
-        return std::pair{std::move(content), in.size() - z_.avail_in};
+        return true;
+    }
+    bool finish(const DeflateOut& out) override { return run(Z_FINISH, out); }
+
+private:
+    bool run(int flush, const DeflateOut& out) {
+        while (true) {
+            z_->next_out = reinterpret_cast<Bytef*>(buffer_.data());
+            z_->avail_out = static_cast<uInt>(buffer_.size());
+            const int rc = deflate(z_.get(), flush);
+            if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) throw Error("deflate", "", "zlib failed", Fault::Failed);
+            const std::string_view produced(buffer_.data(), buffer_.size() - z_->avail_out);
+            if (!produced.empty() && !out(produced)) return false;
+            if (rc == Z_STREAM_END) return true;
+            if (flush == Z_NO_FLUSH && z_->avail_in == 0 && z_->avail_out != 0) return true;
+        }
+    }
+    ZStream z_;
+    std::array<char, chunk> buffer_{};
+};
+
+// GNU gzip's deflate, run as `gzip -c -n -LEVEL`: content into a socket (a gzip that died is
+// EPIPE, not SIGPIPE), its output into an anonymous file that never blocks it, read back as it
+// grows. gzip writes a header of its own (10 bytes under -n, from a pipe) and a trailer; only
+// the deflate data between them is passed on.
+class GnuGzipDeflater final : public Deflater {
+public:
+    explicit GnuGzipDeflater(int level) {
+        output_ = Fd(::memfd_create("strata-gzip", MFD_CLOEXEC));
+        if (!output_) throw_errno("create output file for", "gzip");
+        int sockets[2];
+        check_errno(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), "create socket pair for", "gzip");
+        input_ = Fd(sockets[0]);
+        Fd theirs(sockets[1]);
+        child_.emplace(ChildProcess::spawn({"gzip", "-c", "-n", "-" + std::to_string(level)}, theirs.get(), output_.get()));
+    }
+    bool feed(std::string_view content, const DeflateOut& out) override {
+        while (!content.empty()) {
+            const ssize_t sent = ::send(input_.get(), content.data(), content.size(), MSG_NOSIGNAL);
+            if (sent < 0 && errno == EINTR) continue;
+            if (sent < 0 && errno == EPIPE) {
+                input_ = Fd();
+                child_->wait_checked();
+                throw Error("run", "gzip", "stopped reading its input", Fault::Failed);
+            }
+            if (sent < 0) throw_errno("write to", "gzip");
+            content.remove_prefix(static_cast<size_t>(sent));
+        }
+        return pass_output(out, false);
+    }
+    bool finish(const DeflateOut& out) override {
+        input_ = Fd();  // end of input
+        child_->wait_checked();
+        return pass_output(out, true);
     }
 
 private:
-    z_stream z_{};
+    // The output gzip has written since the last call, without its header and (at the end) its
+    // trailer.
+    bool pass_output(const DeflateOut& out, bool ended) {
+        std::string piece;
+        std::array<char, chunk> buffer;
+        while (true) {
+            const ssize_t n = ::pread(output_.get(), buffer.data(), buffer.size(), static_cast<off_t>(read_));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw_errno("read output of", "gzip");
+            if (n == 0) break;
+            piece.append(buffer.data(), static_cast<size_t>(n));
+            read_ += static_cast<uint64_t>(n);
+        }
+        if (!header_skipped_) {
+            const size_t need = fixed_header - header_.size();
+            header_ += piece.substr(0, need);
+            piece.erase(0, std::min(need, piece.size()));
+            if (header_.size() < fixed_header && !ended) return true;
+            if (header_length(header_) != fixed_header)
+                throw Error("run", "gzip", "wrote a header with optional fields", Fault::Failed);
+            header_skipped_ = true;
+        }
+        held_ += piece;
+        // The last trailer_size bytes may be the trailer: held back until gzip has ended.
+        if (ended) {
+            if (held_.size() < trailer_size) throw Error("run", "gzip", "wrote no trailer", Fault::Failed);
+            held_.resize(held_.size() - trailer_size);
+            return held_.empty() || out(std::exchange(held_, {}));
+        }
+        if (held_.size() <= trailer_size) return true;
+        const std::string pass = held_.substr(0, held_.size() - trailer_size);
+        held_.erase(0, pass.size());
+        return out(pass);
+    }
+
+    Fd output_, input_;
+    std::optional<ChildProcess> child_;  // after the descriptors: killed and reaped before they close
+    uint64_t read_ = 0;
+    std::string header_, held_;
+    bool header_skipped_ = false;
 };
 
-// Raw deflate of content, passed to out in pieces until out returns false.
-bool deflate_raw(std::string_view content, int level, int mem_level, const std::function<bool(std::string_view)>& out) {
-    z_stream z{};
-    if (deflateInit2(&z, level, Z_DEFLATED, -MAX_WBITS, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
-        throw Error("deflate", "", "zlib could not start", Fault::Failed);
-    struct End {
-        z_stream& z;
-        ~End() { deflateEnd(&z); }
-    } end{z};
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(content.data()));
-    z.avail_in = static_cast<uInt>(content.size());
-    std::array<char, chunk> buffer;
-    while (true) {
-        z.next_out = reinterpret_cast<Bytef*>(buffer.data());
-        z.avail_out = static_cast<uInt>(buffer.size());
-        const int rc = deflate(&z, Z_FINISH);
-        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) throw Error("deflate", "", "zlib failed", Fault::Failed);
-        if (!out(std::string_view(buffer.data(), buffer.size() - z.avail_out))) return false;
-        if (rc == Z_STREAM_END) return true;
-    }
+std::unique_ptr<Deflater> make_deflater(const GzipParameters& parameters) {
+    if (parameters.mem_level == 0) return std::make_unique<GnuGzipDeflater>(parameters.level);
+    return std::make_unique<ZlibDeflater>(parameters.level, parameters.mem_level);
+}
+
+// Whether the deflater makes exactly `deflated` of content.
+bool reproduces(Deflater& deflater, std::string_view content, std::string_view deflated) {
+    size_t at = 0;
+    const DeflateOut compare = [&](std::string_view piece) {
+        if (deflated.substr(at, piece.size()) != piece) return false;
+        at += piece.size();
+        return true;
+    };
+    for (size_t pos = 0; pos < content.size(); pos += feed_piece)
+        if (!deflater.feed(content.substr(pos, feed_piece), compare)) return false;
+    return deflater.finish(compare) && at == deflated.size();
 }
 
 }  // namespace
@@ -118,14 +246,26 @@ bool deflate_raw(std::string_view content, int level, int mem_level, const std::
 std::optional<std::string> gunzip(std::string_view data, uint64_t max_content) {
     const auto header = header_length(data);
     if (!header) return std::nullopt;
-    auto inflated = Inflater().run(data.substr(*header), max_content);
-    if (!inflated) return std::nullopt;
-    auto& [content, deflated] = *inflated;
-    const auto trailer = data.substr(*header + deflated);
-    if (trailer.size() != trailer_size || load_le32(trailer) != crc_of(content) ||
+    auto z = ZStream::inflater();
+    set_input(z.get(), data.substr(*header));
+    std::string content;
+    while (true) {
+        const size_t have = content.size();
+        if (have >= max_content + 1) return std::nullopt;
+        content.resize(have + std::min<uint64_t>(chunk, max_content + 1 - have));
+        z->next_out = reinterpret_cast<Bytef*>(content.data() + have);
+        z->avail_out = static_cast<uInt>(content.size() - have);
+        const int rc = inflate(z.get(), Z_NO_FLUSH);
+        content.resize(content.size() - z->avail_out);
+        if (rc == Z_STREAM_END) break;
+        if (rc != Z_OK) return std::nullopt;
+    }
+    if (content.size() > max_content) return std::nullopt;
+    const auto trailer = data.substr(data.size() - z->avail_in);
+    if (trailer.size() != trailer_size || load_le32(trailer) != crc_update(0, content) ||
         load_le32(trailer.substr(4)) != static_cast<uint32_t>(content.size()))
         return std::nullopt;
-    return std::move(content);
+    return content;
 }
 
 std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::string_view content) {
@@ -138,32 +278,124 @@ std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::stri
     std::vector<int> levels{first};
     for (const int level : {9, 6, 1, 2, 3, 4, 5, 7, 8})
         if (level != first) levels.push_back(level);
+    GzipParameters parameters{std::string(data.substr(0, *header)), 0, 0};
     for (const int mem_level : {8, 9})
         for (const int level : levels) {
-            size_t at = 0;
-            const bool same = deflate_raw(content, level, mem_level, [&](std::string_view piece) {
-                if (deflated.substr(at, piece.size()) != piece) return false;
-                at += piece.size();
-                return true;
-            });
-            if (same && at == deflated.size()) return GzipParameters{std::string(data.substr(0, *header)), level, mem_level};
+            ZlibDeflater zlib(level, mem_level);
+            if (reproduces(zlib, content, deflated)) {
+                parameters.level = level, parameters.mem_level = mem_level;
+                return parameters;
+            }
         }
+    // GNU gzip records its level in XFL exactly for 9 and 1; 6 is its default.
+    std::vector<int> gnu_levels{first};
+    if (xfl != 2 && xfl != 4)
+        for (const int level : {2, 3, 4, 5, 7, 8}) gnu_levels.push_back(level);
+    for (const int level : gnu_levels) {
+        try {
+            GnuGzipDeflater gnu(level);
+            if (reproduces(gnu, content, deflated)) {
+                parameters.level = level;
+                return parameters;
+            }
+        } catch (const Error&) {
+            return std::nullopt;  // no gzip to run here: its members are opaque
+        }
+    }
     return std::nullopt;
 }
 
-std::string gzip_member(const GzipParameters& parameters, std::string_view content) {
-    if (header_length(parameters.header) != parameters.header.size())
-        throw Error("rebuild gzip file", "", "not a gzip header", Fault::InvalidInput);
-    if (parameters.level < 1 || parameters.level > 9 || parameters.mem_level < 1 || parameters.mem_level > 9)
-        throw Error("rebuild gzip file", "", "zlib parameters out of range", Fault::InvalidInput);
-    std::string member = parameters.header;
-    deflate_raw(content, parameters.level, parameters.mem_level, [&](std::string_view piece) {
+struct GzipBuilder::Impl {
+    std::unique_ptr<Deflater> deflater;
+    std::string member;
+    uint32_t crc = 0;
+    uint64_t size = 0;
+    DeflateOut append = [this](std::string_view piece) {
         member += piece;
         return true;
-    });
-    put_le32(member, crc_of(content));
-    put_le32(member, static_cast<uint32_t>(content.size()));
-    return member;
+    };
+};
+
+GzipBuilder::GzipBuilder(const GzipParameters& parameters) : impl_(std::make_unique<Impl>()) {
+    if (header_length(parameters.header) != parameters.header.size())
+        throw Error("rebuild gzip file", "", "not a gzip header", Fault::InvalidInput);
+    if (parameters.level < 1 || parameters.level > 9 || parameters.mem_level < 0 || parameters.mem_level > 9)
+        throw Error("rebuild gzip file", "", "deflate parameters out of range", Fault::InvalidInput);
+    impl_->member = parameters.header;
+    impl_->deflater = make_deflater(parameters);
+}
+
+GzipBuilder::~GzipBuilder() = default;
+
+void GzipBuilder::feed(std::string_view content) {
+    impl_->crc = crc_update(impl_->crc, content);
+    impl_->size += content.size();
+    impl_->deflater->feed(content, impl_->append);
+}
+
+std::string GzipBuilder::finish() {
+    impl_->deflater->finish(impl_->append);
+    put_le32(impl_->member, impl_->crc);
+    put_le32(impl_->member, static_cast<uint32_t>(impl_->size));
+    return std::move(impl_->member);
+}
+
+std::string gzip_member(const GzipParameters& parameters, std::string_view content) {
+    GzipBuilder builder(parameters);
+    for (size_t pos = 0; pos < content.size(); pos += feed_piece) builder.feed(content.substr(pos, feed_piece));
+    return builder.finish();
+}
+
+struct GunzipWindow::Impl {
+    std::string member;
+    ZStream z = ZStream::inflater();
+    std::string window;     // content from window_start on
+    uint64_t window_start = 0;
+    bool ended = false;
+
+    // Inflates up to chunk more bytes of content into the window; false at the end or on damage.
+    bool grow() {
+        if (ended) return false;
+        const size_t have = window.size();
+        window.resize(have + chunk);
+        z->next_out = reinterpret_cast<Bytef*>(window.data() + have);
+        z->avail_out = static_cast<uInt>(chunk);
+        const int rc = inflate(z.get(), Z_NO_FLUSH);
+        window.resize(window.size() - z->avail_out);
+        if (rc == Z_STREAM_END || rc != Z_OK) ended = true;
+        return rc == Z_OK || (rc == Z_STREAM_END && window.size() > have);
+    }
+};
+
+GunzipWindow::GunzipWindow(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GunzipWindow::GunzipWindow(GunzipWindow&&) noexcept = default;
+GunzipWindow& GunzipWindow::operator=(GunzipWindow&&) noexcept = default;
+GunzipWindow::~GunzipWindow() = default;
+
+std::optional<GunzipWindow> GunzipWindow::open(std::string member) {
+    const auto header = header_length(member);
+    if (!header) return std::nullopt;
+    auto impl = std::make_unique<Impl>();
+    impl->member = std::move(member);
+    set_input(impl->z.get(), std::string_view(impl->member).substr(*header));
+    return GunzipWindow(std::move(impl));
+}
+
+std::optional<std::string_view> GunzipWindow::range(uint64_t offset, uint64_t length) {
+    auto& s = *impl_;
+    if (offset < s.window_start) return std::nullopt;
+    // Content before offset is never read again: dropped, also while inflating up to it.
+    while (s.window_start + s.window.size() < offset) {
+        s.window_start += s.window.size();
+        s.window.clear();
+        if (!s.grow()) return std::nullopt;
+    }
+    s.window.erase(0, offset - s.window_start);
+    s.window_start = offset;
+    while (s.window.size() < length)
+        if (!s.grow()) break;
+    if (s.window.size() < length) return std::nullopt;
+    return std::string_view(s.window).substr(0, length);
 }
 
 }  // namespace strata::delta

@@ -3,11 +3,14 @@
 // compressed file that changed a little is almost entirely different bytes, so a delta payload
 // diffs the decompressed content instead and the client compresses it again, which is only
 // sound when compressing again gives back the very bytes of the file. The publisher therefore
-// looks for zlib parameters that reproduce the member exactly; files made by another deflate
-// (GNU gzip's own differs from zlib's on most files above a few kilobytes) stay opaque. The
-// client rebuilds with its zlib and the recorded parameters, and the payload's digest of the
-// file's bytes catches a zlib that compresses differently.
+// looks for a deflate that reproduces the member exactly: zlib's at some level and memory level,
+// or GNU gzip's own (the `gzip` program, which Debian makes its man pages, changelogs and
+// initrds with; above a few kilobytes its blocks differ from zlib's). Files no deflate here
+// reproduces stay opaque. The client rebuilds with its zlib or its gzip and the recorded
+// parameters, and the payload's digest of the file's bytes catches one that compresses
+// differently.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,24 +18,64 @@
 namespace strata::delta {
 
 // The parameters that rebuild one gzip member from its content: the header as it was (name,
-// time, flags, ...) and zlib's level and memory level; the trailer follows from the content.
+// time, flags, ...), the deflate and its level; the trailer follows from the content.
 struct GzipParameters {
     std::string header;
     int level = 0;      // 1-9
-    int mem_level = 0;  // 1-9
+    int mem_level = 0;  // 1-9: zlib's deflate at this memory level; 0: GNU gzip's (`gzip -n -LEVEL`)
 };
 
 // The content of data when data is exactly one gzip member (nothing before or after it, a
 // trailer that matches) of at most max_content bytes of content; nullopt otherwise.
 std::optional<std::string> gunzip(std::string_view data, uint64_t max_content);
 
-// How zlib re-creates data byte for byte from its content (gunzip), if it can. A failed attempt
-// stops at the first byte that differs, so files from another deflate cost little.
+// How zlib or GNU gzip re-creates data byte for byte from its content (gunzip), if one can:
+// zlib at the level gzip's XFL byte suggests, then the others, then GNU gzip at that level. A
+// failed attempt stops at the first piece that differs, so files from another deflate cost
+// little. gzip missing from PATH only means GNU gzip's members are not found reproducible.
 std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::string_view content);
 
-// The gzip member of content: the header, zlib's raw deflate at the given parameters and the
-// trailer. Refuses (Error, InvalidInput) a header that is not a gzip header or parameters out of
-// range; the caller checks the result against its digest.
+// Compresses content, given in pieces, into the gzip member the parameters describe: the header,
+// the deflate data and the trailer. Refuses (Error, InvalidInput) a header that is not a gzip
+// header or parameters out of range; the caller checks the result against its digest. Memory:
+// the member; GNU gzip runs as a child process writing into an anonymous file.
+class GzipBuilder {
+public:
+    explicit GzipBuilder(const GzipParameters& parameters);
+    ~GzipBuilder();
+    GzipBuilder(const GzipBuilder&) = delete;
+    GzipBuilder& operator=(const GzipBuilder&) = delete;
+
+    void feed(std::string_view content);
+    std::string finish();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// GzipBuilder for content at hand.
 std::string gzip_member(const GzipParameters& parameters, std::string_view content);
+
+// The content of one gzip member, read in ranges that never start before an earlier one did (a
+// patch's source windows along a large file): only the bytes from the last range's start on are
+// kept. For a client that must not hold a decompressed initrd whole.
+class GunzipWindow {
+public:
+    // nullopt when member does not start with a gzip header.
+    static std::optional<GunzipWindow> open(std::string member);
+    GunzipWindow(GunzipWindow&&) noexcept;
+    GunzipWindow& operator=(GunzipWindow&&) noexcept;
+    ~GunzipWindow();
+
+    // length bytes of content at offset; nullopt when the content ends before them, the deflate
+    // data is damaged, or offset is before the start of an earlier range.
+    std::optional<std::string_view> range(uint64_t offset, uint64_t length);
+
+private:
+    struct Impl;
+    explicit GunzipWindow(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace strata::delta

@@ -26,7 +26,7 @@ namespace {
 using stream::Attr;
 using stream::Cmd;
 
-enum class RecordType : uint8_t { Raw = 'R', Writes = 'W', End = 'E' };
+enum class RecordType : uint8_t { Raw = 'R', Writes = 'W', GzipFile = 'Z', Content = 'C', End = 'E' };
 enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2, Gzip = 3 };
 
 constexpr size_t record_header_size = 9;  // u8 type, u64 length
@@ -34,6 +34,10 @@ constexpr size_t max_write_prefix = 64u << 10;
 constexpr size_t max_writes_per_group = 1u << 16;
 constexpr size_t raw_batch_bytes = 1u << 20;
 constexpr size_t path_max = 4096;
+// A large gzip file's content travels in pieces of this size, each diffed against a window of
+// max_source_bytes of its predecessor's content that starts this far before the piece.
+constexpr uint64_t gzip_piece_bytes = max_source_bytes / 4 * 3;
+constexpr uint64_t gzip_window_margin = max_source_bytes / 8;
 
 std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
@@ -280,7 +284,7 @@ public:
         }
         const uint64_t at = stream::load_le64(bytes_of(*offset), 0);
         if (group_ && (group_->path != *path || group_->offset + group_->data.size() != at ||
-                       group_->data.size() + data->size() > max_group_bytes))
+                       group_->data.size() + data->size() > group_limit(*group_)))
             flush_group();
         flush_raw();
         if (!group_) group_ = Group{std::string(*path), at, {}, {}, {}};
@@ -324,15 +328,112 @@ private:
             return std::string_view(bytes).substr(file_offset - offset);
         }
     };
+    // A file that starts as a gzip member collects up to max_gzip_file_bytes of writes, so that
+    // it can be rebuilt whole (encode_gzip_file); any other run of writes is cut at
+    // max_group_bytes.
+    static uint64_t group_limit(const Group& g) {
+        static constexpr std::string_view gzip_magic = "\x1f\x8b\x08";
+        return g.offset == 0 && g.data.starts_with(gzip_magic) ? max_gzip_file_bytes : max_group_bytes;
+    }
+
     void flush_group() {
         if (!group_) return;
         Group g = std::move(*group_);
         group_.reset();
+        if (g.data.size() <= max_group_bytes) return encode_writes(std::move(g));
+        if (encode_gzip_file(g)) return;
+        // Not a gzip file rebuilt whole: the groups of at most max_group_bytes that write()
+        // would have cut.
+        size_t first = 0, at = 0;
+        while (first < g.lengths.size()) {
+            Group part{g.path, g.offset + at, {}, {}, {}};
+            size_t bytes = 0, end = first;
+            while (end < g.lengths.size() && bytes + g.lengths[end] <= max_group_bytes) bytes += g.lengths[end++];
+            part.prefixes.assign(g.prefixes.begin() + static_cast<ptrdiff_t>(first), g.prefixes.begin() + static_cast<ptrdiff_t>(end));
+            part.lengths.assign(g.lengths.begin() + static_cast<ptrdiff_t>(first), g.lengths.begin() + static_cast<ptrdiff_t>(end));
+            part.data = g.data.substr(at, bytes);
+            encode_writes(std::move(part));
+            first = end, at += bytes;
+        }
+    }
+
+    void encode_writes(Group g) {
         // The predecessor's range is read once: it decides between a copy and a patch.
         auto source = predecessor_range(names_.resolve(g.path), g);
         if (source)
             if (auto head = unchanged_head(g, *source)) encode_group(*head, source);
         encode_group(g, source);
+    }
+
+    // A group's write commands as 'W' and 'Z' records list them.
+    static void put_writes(std::string& body, const Group& g) {
+        put(body, g.prefixes.size(), 4);
+        for (size_t i = 0; i < g.prefixes.size(); ++i) {
+            put(body, g.prefixes[i].size(), 4);
+            body += g.prefixes[i];
+            put(body, g.lengths[i], 4);
+        }
+    }
+
+    static void put_gzip_parameters(std::string& body, const GzipParameters& parameters, uint64_t content_length) {
+        put(body, static_cast<uint8_t>(parameters.level), 1);
+        put(body, static_cast<uint8_t>(parameters.mem_level), 1);
+        put(body, parameters.header.size(), 2);
+        body += parameters.header;
+        put(body, content_length, 8);
+    }
+
+    // A gzip file larger than a group, when a deflate here reproduces it: a 'Z' record, then its
+    // content in 'C' records of gzip_piece_bytes, each diffed against a max_source_bytes window
+    // of the predecessor's content around the same offset (an initrd of the next kernel keeps
+    // its files in the same order, shifted by kilobytes) or literal.
+    bool encode_gzip_file(const Group& g) {
+        const auto content = gunzip(g.data, max_gzip_content_bytes);
+        if (!content) return false;
+        const auto parameters = reproducible_gzip(g.data, *content);
+        if (!parameters) return false;
+        std::string source_path;
+        std::optional<std::string> source_content;
+        if (const auto pred = files_.predecessor(names_.resolve(g.path)); pred && *files_.size_of(*pred) <= max_gzip_file_bytes) {
+            source_content = gunzip(read_parent_file(parent_, *pred, max_gzip_file_bytes), max_gzip_content_bytes);
+            if (source_content) source_path = *pred;
+        }
+        ++stats_.groups;
+        std::string head;
+        put_writes(head, g);
+        sign::Sha256 sha;
+        sha.update(g.data);
+        head += sha.hex_digest();
+        put_gzip_parameters(head, *parameters, content->size());
+        put(head, source_path.size(), 2);
+        head += source_path;
+        emit_record(RecordType::GzipFile, head);
+        for (uint64_t at = 0; at < content->size(); at += gzip_piece_bytes) {
+            const auto piece = std::string_view(*content).substr(at, gzip_piece_bytes);
+            std::string body;
+            put(body, piece.size(), 8);
+            std::optional<Patch> patch;
+            uint64_t window_at = 0;
+            std::string_view window;
+            if (source_content) {
+                const uint64_t size = source_content->size(), length = std::min<uint64_t>(size, max_source_bytes);
+                window_at = std::min(at - std::min<uint64_t>(at, gzip_window_margin), size - length);
+                window = std::string_view(*source_content).substr(window_at, length);
+                patch = worthwhile_patch(window, piece);
+            }
+            if (patch) {
+                put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
+                put(body, window_at, 8);
+                put(body, window.size(), 8);
+                put_patch(body, *patch);
+            } else {
+                put(body, static_cast<uint8_t>(Encoding::Literal), 1);
+                body += piece;
+            }
+            emit_record(RecordType::Content, body);
+        }
+        stats_.recompressed_bytes += g.data.size();
+        return true;
     }
 
     // The leading writes of g that carry the parent's bytes at their own offsets (a file
@@ -363,12 +464,7 @@ private:
     void encode_group(const Group& g, std::optional<Range>& source) {
         ++stats_.groups;
         std::string body;
-        put(body, g.prefixes.size(), 4);
-        for (size_t i = 0; i < g.prefixes.size(); ++i) {
-            put(body, g.prefixes[i].size(), 4);
-            body += g.prefixes[i];
-            put(body, g.lengths[i], 4);
-        }
+        put_writes(body, g);
         sign::Sha256 sha;
         sha.update(g.data);
         const auto digest = sha.hex_digest();
@@ -441,11 +537,7 @@ private:
         const auto parameters = reproducible_gzip(data, *content);
         if (!parameters) return std::nullopt;
         std::string body;
-        put(body, static_cast<uint8_t>(parameters->level), 1);
-        put(body, static_cast<uint8_t>(parameters->mem_level), 1);
-        put(body, parameters->header.size(), 2);
-        body += parameters->header;
-        put(body, content->size(), 8);
+        put_gzip_parameters(body, *parameters, content->size());
         std::optional<std::string> source_content;
         if (source && source->offset == 0 && *files_.size_of(source->path) == source->bytes.size())
             source_content = gunzip(source->bytes, max_source_bytes);
@@ -558,8 +650,8 @@ std::string read_source_path(RecordReader& r) {
     return path;
 }
 
-GroupHead read_group_head(RecordReader& r) {
-    GroupHead g;
+// The write commands of a 'W' or 'Z' record, at most max_total bytes of data.
+void read_writes(RecordReader& r, uint64_t max_total, GroupHead& g) {
     const auto count = r.number(4);
     if (count == 0 || count > max_writes_per_group) refuse("write group of " + std::to_string(count) + " commands");
     for (uint64_t i = 0; i < count; ++i) {
@@ -570,7 +662,38 @@ GroupHead read_group_head(RecordReader& r) {
         if (g.lengths.back() == 0) refuse("write command without data");
         g.total += g.lengths.back();
     }
-    if (g.total > max_group_bytes) refuse("write group larger than " + std::to_string(max_group_bytes) + " bytes");
+    if (g.total > max_total) refuse("write group larger than " + std::to_string(max_total) + " bytes");
+}
+
+void read_gzip_parameters(RecordReader& r, uint64_t max_content, GroupHead& g) {
+    g.gzip.level = static_cast<int>(r.number(1));
+    g.gzip.mem_level = static_cast<int>(r.number(1));
+    g.gzip.header = r.take(r.number(2));
+    g.content_length = r.number(8);
+    if (g.content_length > max_content) refuse("gzip content larger than " + std::to_string(max_content) + " bytes");
+}
+
+// A 'Z' record: the write commands, their digest, the gzip parameters and the predecessor (the
+// whole file) whose content the 'C' records diff against, if any.
+GroupHead read_gzip_file_head(RecordReader& r) {
+    GroupHead g;
+    read_writes(r, max_gzip_file_bytes, g);
+    g.encoding = Encoding::Gzip;
+    g.digest = r.take(64);
+    read_gzip_parameters(r, max_gzip_content_bytes, g);
+    if (g.content_length == 0) refuse("gzip file without content");
+    const auto path_length = r.number(2);
+    if (path_length != 0) {
+        g.source_path = r.take(path_length);
+        check_source_path(g.source_path);
+    }
+    if (r.left() != 0) refuse("gzip file record has " + std::to_string(r.left()) + " bytes left over");
+    return g;
+}
+
+GroupHead read_group_head(RecordReader& r) {
+    GroupHead g;
+    read_writes(r, max_group_bytes, g);
     g.encoding = static_cast<Encoding>(r.number(1));
     g.digest = r.take(64);
     switch (g.encoding) {
@@ -587,12 +710,7 @@ GroupHead read_group_head(RecordReader& r) {
         if (g.source_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
         break;
     case Encoding::Gzip:
-        g.gzip.level = static_cast<int>(r.number(1));
-        g.gzip.mem_level = static_cast<int>(r.number(1));
-        g.gzip.header = r.take(r.number(2));
-        g.content_length = r.number(8);
-        if (g.content_length > max_source_bytes)
-            refuse("gzip content larger than " + std::to_string(max_source_bytes) + " bytes");
+        read_gzip_parameters(r, max_source_bytes, g);
         g.content_encoding = static_cast<Encoding>(r.number(1));
         if (g.content_encoding == Encoding::Bsdiff) g.source_path = read_source_path(r);
         else if (g.content_encoding != Encoding::Literal)
@@ -614,6 +732,18 @@ struct PayloadDecoder::State {
     uint64_t records = 0, scanned_records = 0, stream_bytes = 0;
     sign::Sha256 sha;
     std::optional<ParentReadahead> readahead;  // started by the first record that reads the parent
+
+    // The gzip file a 'Z' record opened, until its 'C' records have brought all of its content.
+    struct GzipFile {
+        std::vector<std::string> prefixes;  // copies: the record they came in is gone by the end
+        std::vector<uint64_t> lengths;
+        uint64_t total = 0;
+        std::string digest, source_path;
+        uint64_t content_length = 0, content_received = 0, last_window_at = 0;
+        std::unique_ptr<GzipBuilder> builder;
+        std::optional<GunzipWindow> source;
+    };
+    std::optional<GzipFile> gzip_file;
 
     State(Dir parent_tree, Sink sink, size_t lookahead_bytes)
         : parent(std::move(parent_tree)), out(std::move(sink)), lookahead(lookahead_bytes) {}
@@ -654,26 +784,86 @@ struct PayloadDecoder::State {
         default: break;  // read_group_head refused it
         }
         if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
+        emit_writes(g.prefixes, g.lengths, g.total, data, g.digest, g.source_path);
+    }
+
+    // The write commands of a group, once its rebuilt data has their length and matches the
+    // digest.
+    template <typename Prefixes>
+    void emit_writes(const Prefixes& prefixes, const std::vector<uint64_t>& lengths, uint64_t total, std::string_view data,
+                     std::string_view digest, const std::string& source_path) {
         sign::Sha256 sha_data;
         sha_data.update(data);
-        if (sha_data.hex_digest() != g.digest) {
-            if (g.source_path.empty()) refuse("literal data does not match its digest");
-            throw Error("rebuild file data from", g.source_path, "does not match its digest (a wrong or modified parent)");
+        if (data.size() != total || sha_data.hex_digest() != digest) {
+            if (source_path.empty()) refuse("literal data does not match its digest");
+            throw Error("rebuild file data from", source_path, "does not match its digest (a wrong or modified parent)");
         }
         uint64_t at = 0;
-        for (size_t i = 0; i < g.prefixes.size(); ++i) {
-            emit(stream::make_command(Cmd::Write, g.prefixes[i], std::string_view(data).substr(at, g.lengths[i])));
-            at += g.lengths[i];
+        for (size_t i = 0; i < prefixes.size(); ++i) {
+            emit(stream::make_command(Cmd::Write, prefixes[i], data.substr(at, lengths[i])));
+            at += lengths[i];
         }
+    }
+
+    void open_gzip_file(std::string_view body) {
+        RecordReader r(body);
+        const auto g = read_gzip_file_head(r);
+        GzipFile file{{g.prefixes.begin(), g.prefixes.end()}, g.lengths, g.total, std::string(g.digest), g.source_path,
+                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip), std::nullopt};
+        if (!file.source_path.empty()) {
+            file.source = GunzipWindow::open(read_parent_file(parent, file.source_path, max_gzip_file_bytes));
+            if (!file.source)
+                throw Error("rebuild file data from", file.source_path, "is not a gzip file (a wrong or modified parent)");
+        }
+        gzip_file = std::move(file);
+    }
+
+    void gzip_content(std::string_view body) {
+        if (!gzip_file) refuse("gzip content without a gzip file record");
+        auto& file = *gzip_file;
+        RecordReader r(body);
+        const auto length = r.number(8);
+        if (length == 0 || length > max_group_bytes || length > file.content_length - file.content_received)
+            refuse("gzip content piece of " + std::to_string(length) + " bytes does not fit its file");
+        const auto encoding = static_cast<Encoding>(r.number(1));
+        if (encoding == Encoding::Literal) {
+            file.builder->feed(r.take(length));
+        } else if (encoding == Encoding::Bsdiff) {
+            if (!file.source) refuse("gzip content patch without a source file");
+            const auto window_at = r.number(8), window_length = r.number(8);
+            if (window_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
+            if (window_at < file.last_window_at) refuse("gzip content patch reads before an earlier one");
+            file.last_window_at = window_at;
+            const auto window = file.source->range(window_at, window_length);
+            if (!window)
+                throw Error("rebuild file data from", file.source_path,
+                            "has no gzip content at " + std::to_string(window_at) + "+" + std::to_string(window_length) +
+                                " (a wrong or modified parent)");
+            std::vector<Control> controls;
+            const auto patch = read_patch(r, length, controls);
+            file.builder->feed(apply_patch(*window, patch));
+        } else {
+            refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(encoding)));
+        }
+        if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
+        file.content_received += length;
+        if (file.content_received < file.content_length) return;
+        const auto data = file.builder->finish();
+        const GzipFile done = std::move(file);
+        gzip_file.reset();
+        emit_writes(done.prefixes, done.lengths, done.total, data, done.digest, done.source_path);
     }
 
     void record(RecordType type, std::string_view body) {
         if (ended) refuse("data after the end record");
         ++records;
         if (readahead) readahead->reached(records);
+        if (gzip_file && type != RecordType::Content) refuse("a gzip file's content ends early");
         switch (type) {
         case RecordType::Raw: emit(body); break;
         case RecordType::Writes: writes(body); break;
+        case RecordType::GzipFile: open_gzip_file(body); break;
+        case RecordType::Content: gzip_content(body); break;
         case RecordType::End:
             if (!body.empty()) refuse("end record with a body");
             ended = true;
@@ -706,10 +896,10 @@ struct PayloadDecoder::State {
             if (!next) return;
             scanned += record_header_size + next->second.size();
             ++scanned_records;
-            if (next->first != RecordType::Writes) continue;
+            if (next->first != RecordType::Writes && next->first != RecordType::GzipFile) continue;
             try {
                 RecordReader r(next->second);
-                auto g = read_group_head(r);
+                auto g = next->first == RecordType::Writes ? read_group_head(r) : read_gzip_file_head(r);
                 if (g.source_path.empty()) continue;
                 if (!readahead) readahead.emplace(parent);
                 readahead->want(scanned_records, std::move(g.source_path), g.source_offset, g.source_length);
@@ -765,6 +955,7 @@ void PayloadDecoder::feed(std::string_view body) {
 DecodeResult PayloadDecoder::finish() {
     return with_context("decode delta payload", "", [&] {
         state_->parse(0);
+        if (state_->gzip_file) refuse("payload ends inside a gzip file's content");
         if (!state_->ended) refuse("payload ends before its end record");
         if (state_->consumed != state_->buffer.size()) refuse("data after the end record");
         return DecodeResult{state_->stream_bytes, state_->sha.hex_digest()};

@@ -11,6 +11,11 @@
 //     'R' raw      stream bytes taken as they are (the stream header, every non-write command)
 //     'W' writes   consecutive write commands to one file: each command's bytes before its data
 //                  and its data length, the encoding of their data joined, its sha256
+//     'Z' gzip     a gzip file larger than a 'W' record may hold (an initrd): its write commands,
+//                  the digest of their data, the gzip parameters and the predecessor whose
+//                  content the 'C' records that follow diff against
+//     'C' content  the next piece of that gzip file's content: literal or a patch against a
+//                  window of the predecessor's content
 //     'E' end      empty; nothing may follow
 //   encodings of the data of a 'W' record:
 //     literal      the bytes
@@ -39,6 +44,10 @@ inline constexpr std::string_view payload_magic = "strata-delta 1\n";
 inline constexpr uint64_t max_group_bytes = 32u << 20;
 inline constexpr uint64_t max_source_bytes = 32u << 20;
 inline constexpr uint64_t max_record_bytes = 96u << 20;
+// A gzip file of more than max_group_bytes is rebuilt whole ('Z'): the client holds its bytes,
+// its predecessor's and a window of the predecessor's content, never the content whole.
+inline constexpr uint64_t max_gzip_file_bytes = 96u << 20;
+inline constexpr uint64_t max_gzip_content_bytes = 1ull << 30;
 
 using Sink = std::function<void(std::string_view)>;
 

@@ -2,9 +2,16 @@
 
 #include <zlib.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
 #include <iterator>
 #include <random>
 #include <stdexcept>
+
+#include "base/process.hpp"
 
 namespace strata::test {
 
@@ -38,6 +45,17 @@ std::string zlib_gzip(std::string_view content, int level, int mem_level, int st
     deflateEnd(&z);
     if (rc != Z_STREAM_END) throw std::runtime_error("deflate did not finish");
     return out;
+}
+
+std::string gnu_gzip(std::string_view content, int level) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("strata-gnu-gzip-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const fs::path file = dir / "initrd.img";
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
+    auto member = run_checked({"gzip", "-c", "-" + std::to_string(level), file.string()}).out;
+    fs::remove_all(dir);
+    return member;
 }
 
 }  // namespace strata::test

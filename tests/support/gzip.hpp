@@ -1,5 +1,6 @@
 #pragma once
-// gzip test data: text deflate has choices to make on, and gzip members as zlib writes them.
+// gzip test data: text deflate has choices to make on, and gzip members as zlib and GNU gzip
+// write them.
 #include <string>
 #include <string_view>
 
@@ -11,5 +12,9 @@ std::string text_like(size_t n, unsigned seed);
 // One gzip member of content as zlib's deflate makes it at these parameters (zlib.h's
 // Z_DEFAULT_STRATEGY is 0), with a file name and a time in its header.
 std::string zlib_gzip(std::string_view content, int level, int mem_level, int strategy = 0);
+
+// One gzip member of content as GNU gzip makes it (`gzip -c -LEVEL` of a file named initrd.img,
+// so the header has its name and time), as Debian's man pages, changelogs and initrds are.
+std::string gnu_gzip(std::string_view content, int level);
 
 }  // namespace strata::test

@@ -1,14 +1,17 @@
-// gzip members seen through their content (src/delta/gzip.hpp): zlib's own members are found
-// reproducible at the parameters that made them and rebuilt byte for byte, header included; a
-// member another deflate made, and anything that is not exactly one intact member, is not.
+// gzip members seen through their content (src/delta/gzip.hpp): zlib's and GNU gzip's members
+// are found reproducible at the parameters that made them and rebuilt byte for byte, header
+// included; a member another deflate made, and anything that is not exactly one intact member,
+// is not. A member's content is read in windows that only move forward.
 #include <doctest/doctest.h>
 #include <zlib.h>
 
+#include <fstream>
 #include <string>
 
 #include "delta/gzip.hpp"
 #include "support/errors.hpp"
 #include "support/gzip.hpp"
+#include "support/random.hpp"
 
 using namespace strata;
 using namespace strata::delta;
@@ -84,6 +87,55 @@ TEST_CASE("rebuilding refuses a header that is not gzip's and parameters out of 
     for (const int level : {0, 10}) {
         bad = *parameters;
         bad.level = level;
-        CHECK(test::error_of([&] { gzip_member(bad, "abc"); }) == "rebuild gzip file: zlib parameters out of range");
+        CHECK(test::error_of([&] { gzip_member(bad, "abc"); }) == "rebuild gzip file: deflate parameters out of range");
     }
+    for (const int mem_level : {-1, 10}) {
+        bad = *parameters;
+        bad.mem_level = mem_level;
+        CHECK(test::error_of([&] { gzip_member(bad, "abc"); }) == "rebuild gzip file: deflate parameters out of range");
+    }
+}
+
+TEST_CASE("GNU gzip's members, which zlib does not reproduce, are rebuilt byte for byte by gzip") {
+    // Machine code (this test's own): GNU gzip ends its blocks where zlib does not.
+    std::ifstream self("/proc/self/exe", std::ios::binary);
+    std::string content(3000000, '\0');
+    self.read(content.data(), static_cast<std::streamsize>(content.size()));
+    content.resize(static_cast<size_t>(self.gcount()));
+    for (const int level : {1, 6, 9}) {
+        CAPTURE(level);
+        const auto member = test::gnu_gzip(content, level);
+        REQUIRE(gunzip(member, content.size()) == content);
+        const auto parameters = reproducible_gzip(member, content);
+        REQUIRE(parameters);
+        CHECK(parameters->mem_level == 0);  // GNU gzip, not zlib
+        CHECK(parameters->level == level);
+        CHECK(parameters->header.find("initrd.img") != std::string::npos);
+        CHECK(gzip_member(*parameters, content) == member);
+        // Fed in uneven pieces, as a payload's content records bring it.
+        GzipBuilder builder(*parameters);
+        for (size_t at = 0; at < content.size(); at += 777777) builder.feed(std::string_view(content).substr(at, 777777));
+        CHECK(builder.finish() == member);
+    }
+    // Rebuilt at another level, the bytes differ: the payload's digest refuses them.
+    auto parameters = reproducible_gzip(test::gnu_gzip(content, 6), content);
+    REQUIRE(parameters);
+    parameters->level = 9;
+    CHECK(gzip_member(*parameters, content) != test::gnu_gzip(content, 6));
+}
+
+TEST_CASE("a member's content is read in windows that only move forward") {
+    const auto content = test::text_like(1000000, 6);
+    auto window = GunzipWindow::open(test::gnu_gzip(content, 6));
+    REQUIRE(window);
+    CHECK(window->range(10, 100) == std::string_view(content).substr(10, 100));
+    CHECK(window->range(10, 300000) == std::string_view(content).substr(10, 300000));  // the same start again
+    CHECK(window->range(500000, 500000) == std::string_view(content).substr(500000));  // up to the end
+    CHECK_FALSE(window->range(400000, 10));                                             // before an earlier start
+    CHECK_FALSE(window->range(999990, 11));                                             // past the end
+    CHECK_FALSE(GunzipWindow::open("not gzip"));
+    const auto member = test::gnu_gzip(content, 6);
+    auto cut = GunzipWindow::open(member.substr(0, member.size() / 2));
+    REQUIRE(cut);
+    CHECK_FALSE(cut->range(0, content.size()));
 }
