@@ -21,7 +21,7 @@
 //     literal      the bytes
 //     copy         the same bytes are in a file of the parent (path, offset)
 //     bsdiff       a binary patch (bsdiff.hpp) against a range of a file of the parent
-//     gzip         a gzip file zlib rebuilds exactly (gzip.hpp): its parameters and its content,
+//     gzip         a gzip file zlib or GNU gzip rebuilds exactly (gzip.hpp): its parameters and its content,
 //                  literal or a patch against the content of a gzip file of the parent
 //
 // The body is meant to be compressed as one solid stream (zstd, long window), so one entropy
