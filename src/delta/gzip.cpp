@@ -316,11 +316,12 @@ struct GzipBuilder::Impl {
     };
 };
 
-GzipBuilder::GzipBuilder(const GzipParameters& parameters) : impl_(std::make_unique<Impl>()) {
+GzipBuilder::GzipBuilder(const GzipParameters& parameters, uint64_t expected_bytes) : impl_(std::make_unique<Impl>()) {
     if (header_length(parameters.header) != parameters.header.size())
         throw Error("rebuild gzip file", "", "not a gzip header", Fault::InvalidInput);
     if (parameters.level < 1 || parameters.level > 9 || parameters.mem_level < 0 || parameters.mem_level > 9)
         throw Error("rebuild gzip file", "", "deflate parameters out of range", Fault::InvalidInput);
+    impl_->member.reserve(expected_bytes);
     impl_->member = parameters.header;
     impl_->deflater = make_deflater(parameters);
 }
@@ -332,6 +333,8 @@ void GzipBuilder::feed(std::string_view content) {
     impl_->size += content.size();
     impl_->deflater->feed(content, impl_->append);
 }
+
+uint64_t GzipBuilder::size() const { return impl_->member.size(); }
 
 std::string GzipBuilder::finish() {
     impl_->deflater->finish(impl_->append);
@@ -347,23 +350,37 @@ std::string gzip_member(const GzipParameters& parameters, std::string_view conte
 }
 
 struct GunzipWindow::Impl {
-    std::string member;
+    Reader read;
+    std::string input;      // the member's bytes read last
     ZStream z = ZStream::inflater();
     std::string window;     // content from window_start on
     uint64_t window_start = 0;
-    bool ended = false;
+    bool ended = false;     // at the content's end, or damaged
 
-    // Inflates up to chunk more bytes of content into the window; false at the end or on damage.
+    bool refill() {
+        input.resize(chunk);
+        const size_t n = read(input.data(), input.size());
+        set_input(z.get(), std::string_view(input.data(), n));
+        return n > 0;
+    }
+
+    // Inflates up to chunk more bytes of content into the window; false when none came.
     bool grow() {
-        if (ended) return false;
         const size_t have = window.size();
         window.resize(have + chunk);
         z->next_out = reinterpret_cast<Bytef*>(window.data() + have);
         z->avail_out = static_cast<uInt>(chunk);
-        const int rc = inflate(z.get(), Z_NO_FLUSH);
+        while (z->avail_out == chunk && !ended) {
+            if (z->avail_in == 0 && !refill()) {
+                ended = true;  // the member ends before its deflate data does
+                break;
+            }
+            const int rc = inflate(z.get(), Z_NO_FLUSH);
+            if (rc == Z_STREAM_END || (rc != Z_OK && rc != Z_BUF_ERROR) || (rc == Z_BUF_ERROR && z->avail_in != 0))
+                ended = true;
+        }
         window.resize(window.size() - z->avail_out);
-        if (rc == Z_STREAM_END || rc != Z_OK) ended = true;
-        return rc == Z_OK || (rc == Z_STREAM_END && window.size() > have);
+        return window.size() > have;
     }
 };
 
@@ -372,12 +389,15 @@ GunzipWindow::GunzipWindow(GunzipWindow&&) noexcept = default;
 GunzipWindow& GunzipWindow::operator=(GunzipWindow&&) noexcept = default;
 GunzipWindow::~GunzipWindow() = default;
 
-std::optional<GunzipWindow> GunzipWindow::open(std::string member) {
-    const auto header = header_length(member);
-    if (!header) return std::nullopt;
+std::optional<GunzipWindow> GunzipWindow::open(Reader read) {
     auto impl = std::make_unique<Impl>();
-    impl->member = std::move(member);
-    set_input(impl->z.get(), std::string_view(impl->member).substr(*header));
+    impl->read = std::move(read);
+    // The header with its optional fields (a file name, a comment) in the first piece.
+    if (!impl->refill()) return std::nullopt;
+    const std::string_view first(reinterpret_cast<const char*>(impl->z->next_in), impl->z->avail_in);
+    const auto header = header_length(first);
+    if (!header) return std::nullopt;
+    set_input(impl->z.get(), first.substr(*header));
     return GunzipWindow(std::move(impl));
 }
 
@@ -392,6 +412,7 @@ std::optional<std::string_view> GunzipWindow::range(uint64_t offset, uint64_t le
     }
     s.window.erase(0, offset - s.window_start);
     s.window_start = offset;
+    s.window.reserve(length + chunk);  // once, not by doubling
     while (s.window.size() < length)
         if (!s.grow()) break;
     if (s.window.size() < length) return std::nullopt;

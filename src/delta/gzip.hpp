@@ -10,6 +10,7 @@
 // parameters, and the payload's digest of the file's bytes catches one that compresses
 // differently.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,12 +42,15 @@ std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::stri
 // the member; GNU gzip runs as a child process writing into an anonymous file.
 class GzipBuilder {
 public:
-    explicit GzipBuilder(const GzipParameters& parameters);
+    // expected_bytes: the member's size when known (room for it is made at once).
+    explicit GzipBuilder(const GzipParameters& parameters, uint64_t expected_bytes = 0);
     ~GzipBuilder();
     GzipBuilder(const GzipBuilder&) = delete;
     GzipBuilder& operator=(const GzipBuilder&) = delete;
 
     void feed(std::string_view content);
+    // The bytes of the member made so far (a deflate holds some back until more content comes).
+    uint64_t size() const;
     std::string finish();
 
 private:
@@ -58,12 +62,16 @@ private:
 std::string gzip_member(const GzipParameters& parameters, std::string_view content);
 
 // The content of one gzip member, read in ranges that never start before an earlier one did (a
-// patch's source windows along a large file): only the bytes from the last range's start on are
-// kept. For a client that must not hold a decompressed initrd whole.
+// patch's source windows along a large file): the member is read as needed and only the content
+// from the last range's start on is kept. For a client that must hold neither a decompressed
+// initrd nor the initrd itself whole.
 class GunzipWindow {
 public:
-    // nullopt when member does not start with a gzip header.
-    static std::optional<GunzipWindow> open(std::string member);
+    // The member's next bytes into buffer, at most size of them; 0 at its end.
+    using Reader = std::function<size_t(char* buffer, size_t size)>;
+
+    // nullopt when the member does not start with a gzip header.
+    static std::optional<GunzipWindow> open(Reader read);
     GunzipWindow(GunzipWindow&&) noexcept;
     GunzipWindow& operator=(GunzipWindow&&) noexcept;
     ~GunzipWindow();

@@ -24,16 +24,6 @@ Fd open_beneath(int tree_fd, const std::string& path) {
     return Fd(static_cast<int>(syscall(SYS_openat2, tree_fd, path.c_str(), &how, sizeof how)));
 }
 
-// A regular file of the tree and its size.
-std::pair<Fd, uint64_t> open_parent_file(const Dir& tree, const std::string& path) {
-    Fd fd = open_beneath(tree.fd(), path);
-    if (!fd) throw_errno("open parent file", path);
-    struct stat st {};
-    check_errno(fstat(fd.get(), &st), "stat parent file", path);
-    if (!S_ISREG(st.st_mode)) throw Error("read parent file", path, "not a regular file", Fault::InvalidInput);
-    return {std::move(fd), static_cast<uint64_t>(st.st_size)};
-}
-
 std::string read_range(int fd, const std::string& path, uint64_t offset, uint64_t length) {
     std::string data(length, '\0');
     size_t done = 0;
@@ -54,6 +44,15 @@ Fd duplicate(const Dir& tree) {
 }
 
 }  // namespace
+
+std::pair<Fd, uint64_t> open_parent_file(const Dir& tree, const std::string& path) {
+    Fd fd = open_beneath(tree.fd(), path);
+    if (!fd) throw_errno("open parent file", path);
+    struct stat st {};
+    check_errno(fstat(fd.get(), &st), "stat parent file", path);
+    if (!S_ISREG(st.st_mode)) throw Error("read parent file", path, "not a regular file", Fault::InvalidInput);
+    return {std::move(fd), static_cast<uint64_t>(st.st_size)};
+}
 
 std::string read_parent_range(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length) {
     const auto [fd, size] = open_parent_file(tree, path);

@@ -7,6 +7,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <thread>
 
 #include "base/fd.hpp"
@@ -17,6 +18,8 @@ namespace strata::delta {
 // tree and refuses symlinks and mount crossings on the way, so a payload cannot make the client
 // read elsewhere. A file too short for the range is an Error that blames the parent.
 std::string read_parent_range(const Dir& tree, const std::string& path, uint64_t offset, uint64_t length);
+// A regular file of the tree, opened as read_parent_range opens it, and its size.
+std::pair<Fd, uint64_t> open_parent_file(const Dir& tree, const std::string& path);
 // A whole regular file of the tree, of at most max_bytes.
 std::string read_parent_file(const Dir& tree, const std::string& path, uint64_t max_bytes);
 

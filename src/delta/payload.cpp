@@ -787,6 +787,13 @@ struct PayloadDecoder::State {
         emit_writes(g.prefixes, g.lengths, g.total, data, g.digest, g.source_path);
     }
 
+    // Rebuilt data that is not what the publisher wrote: the payload's fault, or the parent's
+    // when the data came from it.
+    [[noreturn]] static void data_mismatch(const std::string& source_path) {
+        if (source_path.empty()) refuse("literal data does not match its digest");
+        throw Error("rebuild file data from", source_path, "does not match its digest (a wrong or modified parent)");
+    }
+
     // The write commands of a group, once its rebuilt data has their length and matches the
     // digest.
     template <typename Prefixes>
@@ -794,10 +801,7 @@ struct PayloadDecoder::State {
                      std::string_view digest, const std::string& source_path) {
         sign::Sha256 sha_data;
         sha_data.update(data);
-        if (data.size() != total || sha_data.hex_digest() != digest) {
-            if (source_path.empty()) refuse("literal data does not match its digest");
-            throw Error("rebuild file data from", source_path, "does not match its digest (a wrong or modified parent)");
-        }
+        if (data.size() != total || sha_data.hex_digest() != digest) data_mismatch(source_path);
         uint64_t at = 0;
         for (size_t i = 0; i < prefixes.size(); ++i) {
             emit(stream::make_command(Cmd::Write, prefixes[i], data.substr(at, lengths[i])));
@@ -809,9 +813,12 @@ struct PayloadDecoder::State {
         RecordReader r(body);
         const auto g = read_gzip_file_head(r);
         GzipFile file{{g.prefixes.begin(), g.prefixes.end()}, g.lengths, g.total, std::string(g.digest), g.source_path,
-                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip), std::nullopt};
+                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt};
         if (!file.source_path.empty()) {
-            file.source = GunzipWindow::open(read_parent_file(parent, file.source_path, max_gzip_file_bytes));
+            auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
+            file.source = GunzipWindow::open([fd, path = file.source_path](char* into, size_t size) {
+                return read_full(fd->get(), into, size, path);
+            });
             if (!file.source)
                 throw Error("rebuild file data from", file.source_path, "is not a gzip file (a wrong or modified parent)");
         }
@@ -846,6 +853,9 @@ struct PayloadDecoder::State {
             refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(encoding)));
         }
         if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
+        // Content that compresses to more than the file's bytes cannot be the file: stopped before
+        // it fills memory.
+        if (file.builder->size() > file.total) data_mismatch(file.source_path);
         file.content_received += length;
         if (file.content_received < file.content_length) return;
         const auto data = file.builder->finish();

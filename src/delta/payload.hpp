@@ -44,8 +44,8 @@ inline constexpr std::string_view payload_magic = "strata-delta 1\n";
 inline constexpr uint64_t max_group_bytes = 32u << 20;
 inline constexpr uint64_t max_source_bytes = 32u << 20;
 inline constexpr uint64_t max_record_bytes = 96u << 20;
-// A gzip file of more than max_group_bytes is rebuilt whole ('Z'): the client holds its bytes,
-// its predecessor's and a window of the predecessor's content, never the content whole.
+// A gzip file of more than max_group_bytes is rebuilt whole ('Z'): the client holds its bytes
+// and a window of its predecessor's content, never a content whole.
 inline constexpr uint64_t max_gzip_file_bytes = 96u << 20;
 inline constexpr uint64_t max_gzip_content_bytes = 1ull << 30;
 

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -401,6 +402,58 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     CHECK(cut_error == "decode delta payload: payload ends inside a gzip file's content");
     CHECK(w.stream.starts_with(cut_out));
     CHECK(cut_out.size() < (1u << 20));
+
+    // Hostile records around a gzip file: content without its file, another record inside it, a
+    // window that goes back, a piece longer than the rest of the content.
+    struct Record {
+        char type;
+        std::string body;
+    };
+    std::vector<Record> records;
+    for (size_t at = delta::payload_magic.size(); at < body.size();) {
+        uint64_t length = 0;
+        for (size_t i = 0; i < 8; ++i) length |= uint64_t{static_cast<unsigned char>(body[at + 1 + i])} << (8 * i);
+        records.push_back({body[at], body.substr(at + 9, length)});
+        at += 9 + length;
+    }
+    const auto join = [](const std::vector<Record>& rs) {
+        std::string joined(delta::payload_magic);
+        for (const auto& r : rs) {
+            joined += r.type;
+            for (int i = 0; i < 8; ++i) joined += static_cast<char>(r.body.size() >> (8 * i));
+            joined += r.body;
+        }
+        return joined;
+    };
+    const auto put_u64 = [](std::string& into, size_t at, uint64_t value) {
+        for (size_t i = 0; i < 8; ++i) into[at + i] = static_cast<char>(value >> (8 * i));
+    };
+    const auto z = static_cast<size_t>(std::find_if(records.begin(), records.end(), [](const Record& r) { return r.type == 'Z'; }) -
+                                       records.begin());
+    REQUIRE(z + 3 < records.size());
+    REQUIRE(records[z + 1].type == 'C');
+    REQUIRE(records[z + 2].type == 'C');
+    const auto refused = [&](const std::vector<Record>& rs) {
+        const auto [hostile_error, hostile_out] = decode(w.v1, join(rs), 1 << 20);
+        CHECK(w.stream.starts_with(hostile_out));
+        CHECK(hostile_out.size() < (1u << 20));
+        return hostile_error;
+    };
+    auto hostile = records;
+    std::swap(hostile[z], hostile[z + 1]);
+    CHECK(refused(hostile).ends_with(": gzip content without a gzip file record"));
+    hostile = records;
+    hostile.erase(hostile.begin() + static_cast<ptrdiff_t>(z) + 1, hostile.begin() + static_cast<ptrdiff_t>(z) + 3);
+    CHECK(refused(hostile).ends_with(": a gzip file's content ends early"));
+    hostile = records;
+    REQUIRE(records[z + 1].body[8] == 2);  // both pieces are patches: u64 length, u8 encoding, u64 window offset
+    REQUIRE(records[z + 2].body[8] == 2);
+    put_u64(hostile[z + 1].body, 9, 4u << 20);
+    put_u64(hostile[z + 2].body, 9, (4u << 20) - 1);
+    CHECK(refused(hostile).ends_with(": gzip content patch reads before an earlier one"));
+    hostile = records;
+    put_u64(hostile[z + 2].body, 0, 30u << 20);  // more than the content left after the first piece
+    CHECK(refused(hostile).ends_with(" bytes does not fit its file"));
 
     // The predecessor changed after receipt, or is no longer gzip.
     const auto modified = w.pool.mountpoint() / "modified";
