@@ -34,10 +34,15 @@ constexpr std::string_view temp_prefix = ".#";
 // Delta payloads: the digest of every 8 MiB part is in the index (a client resumes and checks
 // part by part); the body is compressed as one solid zstd stream with a 32 MiB window (what
 // clients decode, delta/payload.hpp's bounds) at options.delta_level; the encoder's own reading
-// of the tree is cheap next to it, so two workers compress.
+// of the tree is cheap next to it, so two workers compress, in jobs of 40 MiB that start with 4
+// MiB of history: zstd's default (128 MiB jobs with 16 MiB) left one worker alone with most of a
+// 170 MB body, indexed much history again, and its frames came out larger (bench/delta.sh's
+// bodies through zstd's command line, 2 threads: v1 -> v2 28.81 MB in 22.8 s at the default,
+// 28.20 MB in 20.6 s so; v2 -> v3 20.25 MB in 10.2 s, 20.20 MB in 8.6 s with 40 MiB jobs).
 constexpr uint64_t delta_part_bytes = 8u << 20;
 constexpr int delta_zstd_window_log = 25;
 constexpr int delta_zstd_workers = 2;
+constexpr vendor::ZstdJobs delta_zstd_jobs{40u << 20, 6};
 
 std::string in_quotes(std::string_view s) { return "'" + escape(s) + "'"; }
 
@@ -354,7 +359,7 @@ private:
 // compressed through sink; fills in the sizes, parts and the rebuilt stream's digest.
 void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int level, const vendor::Sink& write,
                       Payload& p) {
-    vendor::ZstdEncoder zstd(level, delta_zstd_window_log, delta_zstd_workers);
+    vendor::ZstdEncoder zstd(level, delta_zstd_window_log, delta_zstd_workers, delta_zstd_jobs);
     PartDigests parts(delta_part_bytes);
     const vendor::Sink sink = [&](std::string_view data) {
         write(data);

@@ -1,6 +1,7 @@
 #pragma once
 // zstd framing for streams in and out of the pool, through libzstd's streaming API so memory
 // stays bounded by its window, whatever the stream's size.
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -27,12 +28,20 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// How the workers of a multi-threaded encoder share the input: jobs of `bytes` (0: zstd's default,
+// four windows), each starting with 2^-(9 - overlap_log) of a window of the input before it as
+// history (0: zstd's default, half a window or all of it at the slow levels).
+struct ZstdJobs {
+    size_t bytes = 0;
+    int overlap_log = 0;
+};
+
 class ZstdEncoder {
 public:
     // window_log > 0: a window of 2^window_log bytes with long-distance matching, so content that
     // repeats far apart (the same code in many files of a solid payload) is found. Readers of
     // strata's streams accept windows up to 2^25 bytes (32 MiB). `workers` threads compress.
-    explicit ZstdEncoder(int level = 3, int window_log = 0, int workers = 1);
+    explicit ZstdEncoder(int level = 3, int window_log = 0, int workers = 1, ZstdJobs jobs = {});
     ~ZstdEncoder();
     void feed(std::string_view input, const Sink& sink);
     void finish(const Sink& sink);  // ends the frame
