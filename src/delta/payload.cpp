@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <set>
 #include <optional>
 #include <span>
 #include <vector>
@@ -27,7 +28,9 @@ using stream::Attr;
 using stream::Cmd;
 
 enum class RecordType : uint8_t { Raw = 'R', Writes = 'W', GzipFile = 'Z', Content = 'C', End = 'E' };
-enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2, Gzip = 3 };
+enum class Encoding : uint8_t { Literal = 0, Copy = 1, Bsdiff = 2, Gzip = 3, Same = 4 };
+// Set on a 'W' record's encoding byte: the client keeps the group's data for later Same records.
+constexpr uint8_t keep_flag = 0x80;
 
 constexpr size_t record_header_size = 9;  // u8 type, u64 length
 constexpr size_t max_write_prefix = 64u << 10;
@@ -234,6 +237,52 @@ private:
     std::map<std::string, std::string> renames_;
 };
 
+// Content the stream writes as a whole file more than once (one program installed under two
+// names, as git puts /usr/bin/git and /usr/lib/git-core/git; a copyright file in every package
+// of a family): learned in the first pass from each run of writes that starts a file, so that
+// the client keeps the first and later ones refer to it. The solid stream's compressor would find
+// them only within its window, and not across the jobs its workers share (8 of the 10 MB of such
+// files in bench/delta.sh's v1 -> v2 update were 16 to 30 MiB apart).
+class RepeatedFiles {
+public:
+    void learn(const Command& command, uint32_t version) {
+        if (command.type != Cmd::Write) return close();
+        const auto attrs = split(command.payload(), version);
+        const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
+        if (!path || !offset || offset->size() != 8 || !data) return close();
+        const uint64_t at = stream::load_le64(bytes_of(*offset), 0);
+        if (run_ && run_->path == *path && run_->size == at && at + data->size() <= max_group_bytes) {
+            run_->sha.update(*data);
+            run_->size += data->size();
+            return;
+        }
+        close();
+        if (at != 0) return;
+        run_.emplace();
+        run_->path = *path;
+        run_->sha.update(*data);
+        run_->size = data->size();
+    }
+    void finish() { close(); }
+    bool repeated(const std::string& digest) const {
+        const auto it = counts_.find(digest);
+        return it != counts_.end() && it->second > 1;
+    }
+
+private:
+    void close() {
+        if (run_) ++counts_[run_->sha.hex_digest()];
+        run_.reset();
+    }
+    struct Run {
+        std::string path;
+        uint64_t size = 0;
+        sign::Sha256 sha;
+    };
+    std::optional<Run> run_;
+    std::map<std::string, unsigned> counts_;
+};
+
 // What zstd's fastest level makes of some bytes: enough to compare a patch with the literal.
 // One context and one buffer for all of them: ZSTD_compress would set up (and zero) a fresh
 // context for each of the thousands of groups of a payload.
@@ -262,8 +311,8 @@ struct Group {
 
 class Encoder {
 public:
-    Encoder(const Dir& parent, const FinalNames& names, const Sink& out)
-        : parent_(parent), files_(ParentFiles::scan(parent)), names_(names), out_(out) {
+    Encoder(const Dir& parent, const FinalNames& names, const RepeatedFiles& repeated, const Sink& out)
+        : parent_(parent), files_(ParentFiles::scan(parent)), names_(names), repeated_(repeated), out_(out) {
         emit(std::string(payload_magic));
     }
 
@@ -468,9 +517,26 @@ private:
         sign::Sha256 sha;
         sha.update(g.data);
         const auto digest = sha.hex_digest();
-        const auto put_source = [&](Encoding encoding, const std::string& path, uint64_t offset) {
-            put(body, static_cast<uint8_t>(encoding), 1);
+        // A whole file the stream wrote before with the same content: the client has it kept.
+        if (g.offset == 0 && kept_.contains(digest)) {
+            put(body, static_cast<uint8_t>(Encoding::Same), 1);
             body += digest;
+            stats_.repeated_bytes += g.data.size();
+            emit_record(RecordType::Writes, body);
+            return;
+        }
+        uint8_t keep = 0;
+        if (g.offset == 0 && repeated_.repeated(digest) && kept_bytes_ + g.data.size() <= max_kept_bytes) {
+            keep = keep_flag;
+            kept_.insert(digest);
+            kept_bytes_ += g.data.size();
+        }
+        const auto put_encoding = [&](Encoding encoding) {
+            put(body, static_cast<uint8_t>(encoding) | keep, 1);
+            body += digest;
+        };
+        const auto put_source = [&](Encoding encoding, const std::string& path, uint64_t offset) {
+            put_encoding(encoding);
             put(body, path.size(), 2);
             body += path;
             put(body, offset, 8);
@@ -497,8 +563,7 @@ private:
             put_source(Encoding::Copy, copy->first, copy->second);
             stats_.copied_bytes += g.data.size();
         } else if (gzip) {
-            put(body, static_cast<uint8_t>(Encoding::Gzip), 1);
-            body += digest;
+            put_encoding(Encoding::Gzip);
             body += *gzip;
             stats_.recompressed_bytes += g.data.size();
         } else if (patch) {
@@ -507,8 +572,7 @@ private:
             put_patch(body, *patch);
             stats_.diffed_bytes += g.data.size();
         } else {
-            put(body, static_cast<uint8_t>(Encoding::Literal), 1);
-            body += digest;
+            put_encoding(Encoding::Literal);
             body += g.data;
             stats_.literal_bytes += g.data.size();
         }
@@ -592,6 +656,9 @@ private:
     const Dir& parent_;
     ParentFiles files_;
     const FinalNames& names_;
+    const RepeatedFiles& repeated_;
+    std::set<std::string> kept_;  // digests of the groups the client keeps
+    uint64_t kept_bytes_ = 0;
     const Sink& out_;
     std::string pending_raw_;
     std::optional<Group> group_;
@@ -604,15 +671,20 @@ private:
 EncodeStats encode_payload(int stream_fd, const Dir& parent, const Sink& out) {
     return with_context("encode delta payload", parent.path().string(), [&] {
         FinalNames names;
+        RepeatedFiles repeated;
         {
             CommandFile file(stream_fd);
-            while (const auto command = file.next()) names.learn(*command, file.version());
+            while (const auto command = file.next()) {
+                names.learn(*command, file.version());
+                repeated.learn(*command, file.version());
+            }
+            repeated.finish();
         }
         CommandFile file(stream_fd);
         sign::Sha256 sha;
         uint64_t stream_bytes = file.header().size();
         sha.update(file.header());
-        Encoder encoder(parent, names, out);
+        Encoder encoder(parent, names, repeated, out);
         encoder.raw(file.header());
         while (const auto command = file.next()) {
             sha.update(command->bytes);
@@ -636,6 +708,7 @@ struct GroupHead {
     std::vector<uint64_t> lengths;
     uint64_t total = 0;
     Encoding encoding{};
+    bool keep = false;  // the client keeps the data for later Same records
     std::string_view digest;
     GzipParameters gzip;
     uint64_t content_length = 0;
@@ -694,10 +767,15 @@ GroupHead read_gzip_file_head(RecordReader& r) {
 GroupHead read_group_head(RecordReader& r) {
     GroupHead g;
     read_writes(r, max_group_bytes, g);
-    g.encoding = static_cast<Encoding>(r.number(1));
+    const auto encoding = static_cast<uint8_t>(r.number(1));
+    g.encoding = static_cast<Encoding>(encoding & ~keep_flag);
+    g.keep = encoding & keep_flag;
     g.digest = r.take(64);
     switch (g.encoding) {
     case Encoding::Literal: break;
+    case Encoding::Same:
+        if (g.keep) refuse("data of an earlier group kept again");
+        break;
     case Encoding::Copy:
         g.source_path = read_source_path(r);
         g.source_offset = r.number(8);
@@ -744,6 +822,8 @@ struct PayloadDecoder::State {
         std::optional<GunzipWindow> source;
     };
     std::optional<GzipFile> gzip_file;
+    std::map<std::string, std::string, std::less<>> kept;  // by digest, for Same records
+    uint64_t kept_bytes = 0;
 
     State(Dir parent_tree, Sink sink, size_t lookahead_bytes)
         : parent(std::move(parent_tree)), out(std::move(sink)), lookahead(lookahead_bytes) {}
@@ -760,6 +840,12 @@ struct PayloadDecoder::State {
         std::string data;
         switch (g.encoding) {
         case Encoding::Literal: data = r.take(g.total); break;
+        case Encoding::Same: {
+            const auto it = kept.find(g.digest);
+            if (it == kept.end()) refuse("the same data as an earlier group, which was not kept");
+            data = it->second;
+            break;
+        }
         case Encoding::Copy: data = read_parent_range(parent, g.source_path, g.source_offset, g.total); break;
         case Encoding::Bsdiff: {
             std::vector<Control> controls;
@@ -785,6 +871,11 @@ struct PayloadDecoder::State {
         }
         if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
         emit_writes(g.prefixes, g.lengths, g.total, data, g.digest, g.source_path);
+        if (g.keep) {
+            if (data.size() > max_kept_bytes - kept_bytes) refuse("more data kept than " + std::to_string(max_kept_bytes) + " bytes");
+            kept_bytes += data.size();
+            kept.emplace(g.digest, std::move(data));
+        }
     }
 
     // Rebuilt data that is not what the publisher wrote: the payload's fault, or the parent's

@@ -20,6 +20,7 @@
 //   encodings of the data of a 'W' record:
 //     literal      the bytes
 //     copy         the same bytes are in a file of the parent (path, offset)
+//     same         the same bytes as an earlier group the client kept (a flag on that group)
 //     bsdiff       a binary patch (bsdiff.hpp) against a range of a file of the parent
 //     gzip         a gzip file zlib or GNU gzip rebuilds exactly (gzip.hpp): its parameters and its content,
 //                  literal or a patch against the content of a gzip file of the parent
@@ -48,6 +49,9 @@ inline constexpr uint64_t max_record_bytes = 96u << 20;
 // and a window of its predecessor's content, never a content whole.
 inline constexpr uint64_t max_gzip_file_bytes = 96u << 20;
 inline constexpr uint64_t max_gzip_content_bytes = 1ull << 30;
+// A file written whole more than once is sent once: the client keeps up to this many bytes of
+// such files' data for the records that repeat it.
+inline constexpr uint64_t max_kept_bytes = 64u << 20;
 
 using Sink = std::function<void(std::string_view)>;
 
@@ -56,7 +60,8 @@ struct EncodeStats {
     std::string stream_sha256;  // its digest, for the signed index
     uint64_t body_bytes = 0;    // the payload body, before compression
     uint64_t groups = 0;        // 'W' records
-    uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0, recompressed_bytes = 0;  // write data by encoding
+    uint64_t literal_bytes = 0, copied_bytes = 0, diffed_bytes = 0, recompressed_bytes = 0,
+             repeated_bytes = 0;  // write data by encoding
 };
 
 // Encodes an incremental send stream (a seekable file, read twice: first to learn the final

@@ -17,6 +17,7 @@
 #include "base/process.hpp"
 #include "delta/parent_files.hpp"
 #include "delta/payload.hpp"
+#include "sign/sha256.hpp"
 #include "support/errors.hpp"
 #include "support/gzip.hpp"
 #include "support/random.hpp"
@@ -92,6 +93,9 @@ struct World {
         write_file(v2 / "share/new-name.bin", random_bytes(70000, 4));
         // New content: literal.
         write_file(v2 / "share/fresh.bin", random_bytes(50000, 6));
+        // One new program under three names (not hardlinks): sent once, kept, then referred to.
+        for (const char* twin : {"bin/twin", "lib/twin/twin", "libexec/twin"})
+            write_file(v2 / twin, random_bytes(60000, 21));
         // gzip files zlib made: diffed (or shipped) decompressed, compressed again by the client.
         fs::remove(v2 / "share/man/man1/tool.1.gz");
         write_file(v2 / "share/man/man1/tool.1.gz", test::zlib_gzip(manual_v2(), 9, 8));
@@ -163,8 +167,9 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
     CHECK(stats.diffed_bytes > 0);   // libfoo, e1000.ko, big.img
     // bin/tool and share/new-name.bin, and the writes of var/log.bin's tail before its last
     CHECK(stats.copied_bytes >= 170000 + (900u << 10));
-    CHECK(stats.literal_bytes >= 50000);  // share/fresh.bin, NEWS.gz
-    CHECK(stats.literal_bytes < 100000);
+    CHECK(stats.literal_bytes >= 50000 + 60000);  // share/fresh.bin, the first twin, NEWS.gz
+    CHECK(stats.literal_bytes < 100000 + 60000);
+    CHECK(stats.repeated_bytes == 2 * 60000);  // the other two twins
     CHECK(stats.diffed_bytes >= (1u << 20));  // boot/initrd.img among them
     CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / "share/man/man1/tool.1.gz") +
                                           fs::file_size(w.v2 / "share/doc/tool/changelog.gz"));
@@ -265,6 +270,28 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         damaged[content_length_at + 8] = '\x07';
         std::tie(error, out) = decode(w.v1, damaged);
         CHECK(error.ends_with(": unknown gzip content encoding 7"));
+        CHECK(w.stream.starts_with(out));
+    }
+    SUBCASE("a repeated file whose first copy was not kept") {
+        // Each twin's record: u8 encoding (0x80: kept) and its data's digest.
+        sign::Sha256 sha;
+        sha.update(random_bytes(60000, 21));
+        const auto digest = sha.hex_digest();
+        const auto first = body.find(digest);
+        REQUIRE(first != std::string::npos);
+        REQUIRE(body[first - 1] == '\x80');  // literal, kept
+        std::string damaged = body;
+        damaged[first - 1] = '\x00';
+        auto [error, out] = decode(w.v1, damaged);
+        CHECK(error.ends_with(": the same data as an earlier group, which was not kept"));
+        CHECK(w.stream.starts_with(out));
+        const auto second = body.find(digest, first + 1);
+        REQUIRE(second != std::string::npos);
+        REQUIRE(body[second - 1] == '\x04');  // same
+        damaged = body;
+        damaged[second - 1] = '\x84';
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.ends_with(": data of an earlier group kept again"));
         CHECK(w.stream.starts_with(out));
     }
     SUBCASE("bad magic and data after the end") {
