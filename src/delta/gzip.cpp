@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <spdlog/spdlog.h>
 #include <zlib.h>
 
 #include <array>
@@ -298,8 +299,10 @@ std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::stri
                 parameters.level = level;
                 return parameters;
             }
-        } catch (const Error&) {
-            return std::nullopt;  // no gzip to run here: its members are opaque
+        } catch (const Error& e) {
+            // No gzip to run here (or it failed): its members stay opaque, which costs only size.
+            spdlog::debug("GNU gzip members stay opaque: {}", e.what());
+            return std::nullopt;
         }
     }
     return std::nullopt;

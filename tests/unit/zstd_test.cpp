@@ -51,6 +51,19 @@ TEST_CASE("a slow multi-threaded frame with incompressible pieces round-trips an
     CHECK(frame.size() > (3u << 20));
 }
 
+TEST_CASE("a frame of small jobs with little history round-trips") {
+    // As publish compresses delta bodies (ZstdJobs): 1 MiB jobs (zstd's smallest) over 6 MiB of
+    // text that repeats across them.
+    const auto input = text(3 << 20) + text(3 << 20);
+    std::string frame;
+    ZstdEncoder encoder(16, 25, 2, ZstdJobs{1u << 20, 6});
+    const Sink sink = [&](std::string_view b) { frame += b; };
+    encoder.feed(input, sink);
+    encoder.finish(sink);
+    CHECK(decode(frame) == input);
+    CHECK(frame.size() < input.size() / 4);
+}
+
 TEST_CASE("a frame cut short is refused") {
     ZstdEncoder encoder;
     std::string frame;
