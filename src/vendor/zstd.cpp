@@ -47,8 +47,10 @@ void ZstdDecoder::feed(std::string_view input, const Sink& sink) {
         ZSTD_outBuffer out{state_->out.data(), state_->out.size(), 0};
         state_->pending = check_zstd(ZSTD_decompressStream(state_->ctx.get(), &out, &in), "decompress");
         if (out.pos > 0) sink(std::string_view(state_->out.data(), out.pos));
-        // A full output buffer may hide more flushed data; otherwise all input is decoded.
-        if (in.pos == in.size && out.pos < out.size) break;
+        // A full output buffer may hide more flushed data; otherwise all input is decoded. A frame
+        // that ends exactly with a full buffer is done too (0): another call would start reading
+        // the next frame's header and leave a hint that finish() takes for a frame cut short.
+        if (in.pos == in.size && (out.pos < out.size || state_->pending == 0)) break;
     }
 }
 
