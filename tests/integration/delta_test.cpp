@@ -257,6 +257,13 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         std::tie(error, out) = decode(w.v1, damaged);
         CHECK(error.ends_with(": literal data does not match its digest"));
         CHECK(w.stream.starts_with(out));
+        // Its header no longer gzip's: the thread that compresses it ahead reports it for the record.
+        damaged = body;
+        damaged[gzip_record('\x06') + 4] = '\x00';
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.starts_with("decode delta payload: record "));
+        CHECK(error.ends_with(": rebuild gzip file: not a gzip header"));
+        CHECK(w.stream.starts_with(out));
 
         // After the header: u64 content length, u8 content encoding.
         const size_t content_length_at = gzip_record('\x09') + 4 + 0x15;
