@@ -7,8 +7,8 @@
 #include <deque>
 #include <mutex>
 #include <string>
-#include <utility>
 #include <thread>
+#include <utility>
 
 #include "base/fd.hpp"
 

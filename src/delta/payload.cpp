@@ -196,6 +196,24 @@ Attributes split(std::string_view payload, uint32_t version) {
     return attrs;
 }
 
+// A write command as a payload rebuilds it from parts: its path, offset, data, and the bytes
+// before the data. Only the kernel's layout (data last, not empty) qualifies; nullopt for
+// anything else, which goes into the payload as it is.
+struct WriteParts {
+    std::string_view path;
+    uint64_t offset = 0;
+    std::string_view prefix, data;
+};
+
+std::optional<WriteParts> write_parts(const Command& command, uint32_t version) {
+    const auto attrs = split(command.payload(), version);
+    const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
+    if (!path || !offset || offset->size() != 8 || !data || data->empty() ||
+        attrs.data_at + data->size() != command.payload().size())
+        return std::nullopt;
+    return WriteParts{*path, stream::load_le64(bytes_of(*offset), 0), command.payload().substr(0, attrs.data_at), *data};
+}
+
 // Files the stream creates under a temporary name ("o<ino>-<gen>-<n>") and renames later:
 // their data is written under the temporary name, their predecessor is found by the final one.
 bool is_orphan_name(std::string_view name) {
@@ -250,22 +268,19 @@ private:
 class RepeatedFiles {
 public:
     void learn(const Command& command, uint32_t version) {
-        if (command.type != Cmd::Write) return close();
-        const auto attrs = split(command.payload(), version);
-        const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
-        if (!path || !offset || offset->size() != 8 || !data) return close();
-        const uint64_t at = stream::load_le64(bytes_of(*offset), 0);
-        if (run_ && run_->path == *path && run_->size == at && at + data->size() <= max_group_bytes) {
-            run_->sha.update(*data);
-            run_->size += data->size();
+        const auto w = command.type == Cmd::Write ? write_parts(command, version) : std::nullopt;
+        if (!w) return close();
+        if (run_ && run_->path == w->path && run_->size == w->offset && w->offset + w->data.size() <= max_group_bytes) {
+            run_->sha.update(w->data);
+            run_->size += w->data.size();
             return;
         }
         close();
-        if (at != 0) return;
+        if (w->offset != 0) return;
         run_.emplace();
-        run_->path = *path;
-        run_->sha.update(*data);
-        run_->size = data->size();
+        run_->path = w->path;
+        run_->sha.update(w->data);
+        run_->size = w->data.size();
     }
     void finish() { close(); }
     bool repeated(const std::string& digest) const {
@@ -327,23 +342,19 @@ public:
     }
 
     void write(const Command& command, uint32_t version) {
-        const auto attrs = split(command.payload(), version);
-        const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
-        // Only the kernel's layout (data last) is rebuilt from parts; anything else goes as it is.
-        if (!path || !offset || offset->size() != 8 || !data || data->empty() ||
-            attrs.data_at + data->size() != command.payload().size()) {
+        const auto w = write_parts(command, version);
+        if (!w) {
             raw(command.bytes);
             return;
         }
-        const uint64_t at = stream::load_le64(bytes_of(*offset), 0);
-        if (group_ && (group_->path != *path || group_->offset + group_->data.size() != at ||
-                       group_->data.size() + data->size() > group_limit(*group_)))
+        if (group_ && (group_->path != w->path || group_->offset + group_->data.size() != w->offset ||
+                       group_->data.size() + w->data.size() > group_limit(*group_)))
             flush_group();
         flush_raw();
-        if (!group_) group_ = Group{std::string(*path), at, {}, {}, {}};
-        group_->prefixes.emplace_back(command.payload().substr(0, attrs.data_at));
-        group_->lengths.push_back(static_cast<uint32_t>(data->size()));
-        group_->data += *data;
+        if (!group_) group_ = Group{std::string(w->path), w->offset, {}, {}, {}};
+        group_->prefixes.emplace_back(w->prefix);
+        group_->lengths.push_back(static_cast<uint32_t>(w->data.size()));
+        group_->data += w->data;
     }
 
     EncodeStats finish() {
@@ -441,16 +452,20 @@ private:
     // of the predecessor's content around the same offset (an initrd of the next kernel keeps
     // its files in the same order, shifted by kilobytes) or literal.
     bool encode_gzip_file(const Group& g) {
+        const auto pred = files_.predecessor(names_.resolve(g.path));
+        std::optional<std::string> pred_bytes;
+        if (pred && *files_.size_of(*pred) <= max_gzip_file_bytes) pred_bytes = read_parent_file(parent_, *pred, max_gzip_file_bytes);
+        // The same file again (a package reinstalled): its groups are copies from the parent, which
+        // cost the client a read instead of compressing it again.
+        if (pred_bytes == g.data) return false;
         const auto content = gunzip(g.data, max_gzip_content_bytes);
         if (!content) return false;
         const auto parameters = reproducible_gzip(g.data, *content);
         if (!parameters) return false;
         std::string source_path;
         std::optional<std::string> source_content;
-        if (const auto pred = files_.predecessor(names_.resolve(g.path)); pred && *files_.size_of(*pred) <= max_gzip_file_bytes) {
-            source_content = gunzip(read_parent_file(parent_, *pred, max_gzip_file_bytes), max_gzip_content_bytes);
-            if (source_content) source_path = *pred;
-        }
+        if (pred_bytes) source_content = gunzip(*pred_bytes, max_gzip_content_bytes);
+        if (source_content) source_path = *pred;
         ++stats_.groups;
         std::string head;
         put_writes(head, g);

@@ -384,12 +384,19 @@ struct InitrdWorld {
         return content + test::text_like(50000, 2);
     }
 
+    static constexpr const char* reinstalled = "lib/firmware/blob.gz";
+
     InitrdWorld() {
         btrfs({"subvolume", "create", v1.string()});
-        write_file(v1 / old_initrd, test::gnu_gzip(content_v1(), 6));
+        const auto initrd_v1 = test::gnu_gzip(content_v1(), 6);
+        write_file(v1 / old_initrd, initrd_v1);
+        write_file(v1 / reinstalled, initrd_v1);
         btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
         fs::remove_all(v2 / "lib/modules/6.1.0-50");
         write_file(v2 / new_initrd, test::gnu_gzip(content_v2(), 6));
+        // A large gzip file written again as it was (a package reinstalled), after the initrd.
+        fs::remove(v2 / reinstalled);
+        write_file(v2 / reinstalled, initrd_v1);
         REQUIRE(fs::file_size(v2 / new_initrd) > delta::max_group_bytes);
         btrfs({"property", "set", v1.string(), "ro", "true"});
         btrfs({"property", "set", v2.string(), "ro", "true"});
@@ -406,6 +413,7 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     std::string body;
     const auto stats = delta::encode_payload(fd.get(), Dir::open(w.v1), [&](std::string_view b) { body += b; });
     CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / InitrdWorld::new_initrd));
+    CHECK(stats.copied_bytes == fs::file_size(w.v2 / InitrdWorld::reinstalled));  // not compressed again
     CHECK(stats.literal_bytes == 0);
     // The content's patches are mostly zeros: compressed, the payload is a small part of the file.
     std::string compressed;
@@ -427,6 +435,7 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     fs::create_directory(w.pool.mountpoint() / "received");
     btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
     CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::new_initrd) == read_file(w.v2 / InitrdWorld::new_initrd));
+    CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::reinstalled) == read_file(w.v2 / InitrdWorld::reinstalled));
 
     // Cut inside the gzip file's content (the body is almost all content records): refused,
     // and nothing of the file passed on. (Not SUBCASEs: each would build and encode again.)
@@ -488,6 +497,14 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     hostile = records;
     put_u64(hostile[z + 2].body, 0, 30u << 20);  // more than the content left after the first piece
     CHECK(refused(hostile).ends_with(" bytes does not fit its file"));
+    hostile = records;
+    hostile[z + 1].body[8] = 7;
+    CHECK(refused(hostile).ends_with(": unknown gzip content encoding 7"));
+    hostile = records;
+    put_u64(hostile[z + 1].body, 9, 5u << 20);  // a 32 MiB window from 5 MiB passes the 36 MiB content's end
+    CHECK(refused(hostile).ends_with(": rebuild file data from 'lib/modules/6.1.0-50/initrd.img': has no gzip content at " +
+                                     std::to_string(5u << 20) + "+" + std::to_string(32u << 20) +
+                                     " (a wrong or modified parent)"));
 
     // The predecessor changed after receipt, or is no longer gzip.
     const auto modified = w.pool.mountpoint() / "modified";
