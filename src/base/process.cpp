@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <csignal>
 #include <utility>
 #include <unistd.h>
@@ -40,36 +42,66 @@ void throw_if_failed(const ProcessResult& r, const std::string& program) {
     throw Error("run", program, why);
 }
 
-// fork and exec with the three standard streams wired as given; -1 means /dev/null. Not
+// What the child needs between clone and exec: it runs on the parent's memory and must not
+// allocate.
+struct ChildSetup {
+    char* const* args;
+    int fds[3];
+    int report;  // exec failures travel back as an errno through a pipe that exec closes
+    pid_t parent;
+    sigset_t mask;  // the parent's signal mask, restored for the program
+};
+
+int run_child(void* arg) {
+    const auto& setup = *static_cast<const ChildSetup*>(arg);
+    // Handlers are the parent's code: a signal before exec must not run them on its memory.
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction action {};
+        if (::sigaction(sig, nullptr, &action) == 0 && action.sa_handler != SIG_IGN && action.sa_handler != SIG_DFL) {
+            action.sa_handler = SIG_DFL;
+            ::sigaction(sig, &action, nullptr);
+        }
+    }
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != setup.parent) ::_exit(127);
+    int wired[3];
+    for (int i = 0; i < 3; ++i)
+        wired[i] = setup.fds[i] >= 0 ? ::fcntl(setup.fds[i], F_DUPFD_CLOEXEC, 3)
+                                     : ::open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+    int failure = 0;
+    for (int i = 0; i < 3 && failure == 0; ++i)
+        if (wired[i] < 0 || ::dup2(wired[i], i) < 0) failure = errno;
+    if (failure == 0) {
+        ::sigprocmask(SIG_SETMASK, &setup.mask, nullptr);
+        ::execvp(setup.args[0], setup.args);
+        failure = errno;
+    }
+    (void)!::write(setup.report, &failure, sizeof failure);
+    ::_exit(127);
+}
+
+// Starts argv with the three standard streams wired as given; -1 means /dev/null. Not
 // posix_spawn: the child must die with strata (PR_SET_PDEATHSIG), or a killed import would
-// leave cp or btrfs receive writing into a staging area the next command deletes.
+// leave cp or btrfs receive writing into a staging area the next command deletes. Not fork
+// either: copying the page tables of a large decoder for every gzip child cost more than the
+// child's work; the child shares strata's memory until exec (CLONE_VM | CLONE_VFORK), as
+// posix_spawn does.
 pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
     if (argv.empty()) throw Error("run", "", "empty command line", Fault::Failed);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    // exec failures travel back as an errno through a pipe that exec closes on success.
     Pipe report = make_pipe();
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork for", argv[0]);
-    if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(127);
-        const int fds[3] = {in, out, err};
-        int wired[3];
-        for (int i = 0; i < 3; ++i) wired[i] = fds[i] >= 0 ? ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3) : ::open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
-        for (int i = 0; i < 3; ++i)
-            if (wired[i] < 0 || ::dup2(wired[i], i) < 0) {
-                const int e = errno;
-                (void)!::write(report.write.get(), &e, sizeof e);
-                ::_exit(127);
-            }
-        ::execvp(args[0], args.data());
-        const int e = errno;
-        (void)!::write(report.write.get(), &e, sizeof e);
-        ::_exit(127);
-    }
+    ChildSetup setup{args.data(), {in, out, err}, report.write.get(), ::getpid(), {}};
+    constexpr size_t stack_bytes = 64 << 10;
+    std::vector<char> stack(stack_bytes);
+    sigset_t all;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &setup.mask);
+    const pid_t pid = ::clone(run_child, stack.data() + stack.size(), CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
+    const int clone_errno = errno;
+    ::pthread_sigmask(SIG_SETMASK, &setup.mask, nullptr);
+    if (pid < 0) throw Error("start", argv[0], clone_errno);
     report.write = Fd();
     int child_errno = 0;
     ssize_t n;

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cerrno>
+#include <thread>
+#include <vector>
 #include <chrono>
 
 #include "base/error.hpp"
@@ -76,6 +79,28 @@ TEST_CASE("run_process collects output and status, run_checked reports the last 
         CHECK(std::string(e.what()) == "run 'sh': the real reason");
     }
     CHECK_THROWS_AS(run_checked({"/nonexistent/program"}), Error);
+}
+
+TEST_CASE("a child starts with the caller's signal mask and streams, and a missing program is named") {
+    // The parent blocks every signal around starting the child; the program must not inherit that.
+    const auto r = run_checked({"sh", "-c", "grep SigBlk /proc/self/status; read line; echo \"[$line]\""});
+    CHECK(r.out == "SigBlk:\t0000000000000000\n[]\n");  // stdin is /dev/null
+    try {
+        run_checked({"strata-no-such-program"});
+        FAIL("no throw");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == "run 'strata-no-such-program': No such file or directory");
+    }
+    // Children started from several threads at once (the decoder's gzip helpers and btrfs receive).
+    std::vector<std::thread> threads;
+    std::atomic<int> ok = 0;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&ok, t] {
+            for (int i = 0; i < 10; ++i)
+                if (run_process({"sh", "-c", "exit " + std::to_string(t + i)}).exit_status == t + i) ++ok;
+        });
+    for (auto& t : threads) t.join();
+    CHECK(ok == 40);
 }
 
 TEST_CASE("write_file_atomic replaces content whole and leaves no temporary file") {
