@@ -98,7 +98,7 @@ struct ZstdEncoder::State {
     void set_level(int l) { check_zstd(ZSTD_CCtx_setParameter(ctx.get(), ZSTD_c_compressionLevel, l), "configure encoder"); }
 };
 
-ZstdEncoder::ZstdEncoder(int level, int window_log, int workers, ZstdJobs jobs) : state_(std::make_unique<State>()) {
+ZstdEncoder::ZstdEncoder(int level, int window_log, int workers, ZstdJobs jobs, ZstdSearch search) : state_(std::make_unique<State>()) {
     if (!state_->ctx) throw Error("create", "zstd encoder", "out of memory");
     state_->level = level;
     state_->workers = workers;
@@ -116,6 +116,10 @@ ZstdEncoder::ZstdEncoder(int level, int window_log, int workers, ZstdJobs jobs) 
         check_zstd(ZSTD_CCtx_setParameter(state_->ctx.get(), ZSTD_c_jobSize, static_cast<int>(jobs.bytes)), "configure encoder");
     if (jobs.overlap_log > 0)
         check_zstd(ZSTD_CCtx_setParameter(state_->ctx.get(), ZSTD_c_overlapLog, jobs.overlap_log), "configure encoder");
+    if (search.search_log > 0)
+        check_zstd(ZSTD_CCtx_setParameter(state_->ctx.get(), ZSTD_c_searchLog, search.search_log), "configure encoder");
+    if (search.min_match > 0)
+        check_zstd(ZSTD_CCtx_setParameter(state_->ctx.get(), ZSTD_c_minMatch, search.min_match), "configure encoder");
 }
 
 ZstdEncoder::~ZstdEncoder() = default;

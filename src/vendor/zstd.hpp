@@ -36,12 +36,20 @@ struct ZstdJobs {
     int overlap_log = 0;
 };
 
+// Overrides of the level's match finder, 0 keeping the level's own: 2^search_log candidates
+// searched per position, matches from min_match bytes. Set parameters stay when the encoder
+// drops to level 1 for an incompressible piece (zstd.h: set parameters "stick").
+struct ZstdSearch {
+    int search_log = 0;
+    int min_match = 0;
+};
+
 class ZstdEncoder {
 public:
     // window_log > 0: a window of 2^window_log bytes with long-distance matching, so content that
     // repeats far apart (the same code in many files of a solid payload) is found. Readers of
     // strata's streams accept windows up to 2^25 bytes (32 MiB). `workers` threads compress.
-    explicit ZstdEncoder(int level = 3, int window_log = 0, int workers = 1, ZstdJobs jobs = {});
+    explicit ZstdEncoder(int level = 3, int window_log = 0, int workers = 1, ZstdJobs jobs = {}, ZstdSearch search = {});
     ~ZstdEncoder();
     void feed(std::string_view input, const Sink& sink);
     void finish(const Sink& sink);  // ends the frame

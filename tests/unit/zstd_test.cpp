@@ -66,6 +66,25 @@ TEST_CASE("a frame of small jobs with little history round-trips, also when it e
     CHECK(frame.size() < input.size() / 4);
 }
 
+TEST_CASE("a frame with the delta bodies' shallower search round-trips, also through incompressible pieces") {
+    // publish's default: level 16 with 2^3 candidates and 3-byte matches (ZstdSearch), which
+    // must stay valid when a random piece drops the encoder to level 1 and back.
+    std::mt19937 rng(7);
+    const auto input = text(2 << 20) + random_bytes(rng, 1 << 20) + text(1 << 20);
+    auto compress = [&](ZstdSearch search) {
+        std::string frame;
+        ZstdEncoder encoder(16, 25, 2, ZstdJobs{1u << 20, 6}, search);
+        const Sink sink = [&](std::string_view b) { frame += b; };
+        encoder.feed(input, sink);
+        encoder.finish(sink);
+        return frame;
+    };
+    const auto tuned = compress(ZstdSearch{3, 3});
+    CHECK(decode(tuned) == input);
+    CHECK(tuned != compress({}));  // the override reached the encoder
+    CHECK(tuned.size() < (1u << 20) + 100000);
+}
+
 TEST_CASE("a frame cut short is refused") {
     ZstdEncoder encoder;
     std::string frame;
