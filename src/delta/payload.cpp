@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <condition_variable>
 #include <exception>
@@ -818,31 +819,49 @@ GroupHead read_group_head(RecordReader& r) {
     return g;
 }
 
-// The gzip members of records whose content is in the record itself, compressed by a thread of
-// their own while the decoder works on the records before them. Debian compresses changelogs and
+// The content of a gzip group that is a patch against its predecessor's content; r is at the
+// patch.
+std::string patched_gzip_content(const Dir& parent, const std::string& source_path, RecordReader& r,
+                                 uint64_t content_length) {
+    const auto source = gunzip(read_parent_file(parent, source_path, max_source_bytes), max_source_bytes);
+    if (!source) throw Error("rebuild file data from", source_path, "is not a gzip file (a wrong or modified parent)");
+    std::vector<Control> controls;
+    const auto patch = read_patch(r, content_length, controls);
+    return apply_patch(*source, patch);
+}
+
+// The gzip members of records, rebuilt by a thread of their own while the decoder works on the
+// records before them: from content in the record itself, or from a patch against the
+// predecessor's content (read and inflated by that thread too). Debian compresses changelogs and
 // manual pages with `gzip -9`, which is slow: rebuilt in the decoder's turn, GNU gzip took a fifth
 // of the CPU of bench/delta.sh's v1 -> v2 update and held up everything after each file.
 class GzipAhead {
 public:
-    GzipAhead() : thread_([this] { run(); }) {}
+    explicit GzipAhead(const Dir& parent) : parent_(parent) {
+        for (auto& t : threads_) t = std::thread([this] { run(); });
+    }
     ~GzipAhead() {
         {
             const std::lock_guard lock(mutex_);
             stopping_ = true;
         }
         wake_.notify_all();
-        thread_.join();
+        for (auto& t : threads_) t.join();
     }
     GzipAhead(const GzipAhead&) = delete;
     GzipAhead& operator=(const GzipAhead&) = delete;
 
-    // Compresses content for record number `record`, unless max_waiting_bytes of content wait.
-    void want(uint64_t record, GzipParameters parameters, std::string content) {
+    // Rebuilds the member of record number `record` from its content (source_path empty) or
+    // from source_path's content and the patch in `content`, unless max_waiting_bytes of content
+    // wait. False when it did not take the job.
+    bool want(uint64_t record, GzipParameters parameters, uint64_t content_length, std::string content,
+              std::string source_path) {
         const std::lock_guard lock(mutex_);
-        if (waiting_bytes_ + content.size() > max_waiting_bytes) return;
-        waiting_bytes_ += content.size();
-        jobs_.try_emplace(record, std::move(parameters), std::move(content));
+        if (waiting_bytes_ + content_length > max_waiting_bytes) return false;
+        waiting_bytes_ += content_length;
+        jobs_.try_emplace(record, std::move(parameters), content_length, std::move(content), std::move(source_path));
         wake_.notify_all();
+        return true;
     }
 
     // The member of record's content if it was wanted (waiting for it), with gzip_member's
@@ -862,10 +881,12 @@ public:
 private:
     static constexpr uint64_t max_waiting_bytes = 16u << 20;
     struct Job {
-        Job(GzipParameters p, std::string c) : parameters(std::move(p)), content(std::move(c)), content_bytes(content.size()) {}
+        Job(GzipParameters p, uint64_t length, std::string c, std::string path)
+            : parameters(std::move(p)), content_bytes(length), content(std::move(c)), source_path(std::move(path)) {}
         GzipParameters parameters;
-        std::string content;
-        size_t content_bytes;
+        uint64_t content_bytes;
+        std::string content;      // or the patch, with a source_path
+        std::string source_path;  // empty: content is the content
         bool started = false, done = false;
         std::string member;
         std::exception_ptr error;
@@ -887,12 +908,19 @@ private:
             const uint64_t record = next->first;
             next->second.started = true;
             const auto parameters = next->second.parameters;
+            const auto content_bytes = next->second.content_bytes;
             const auto content = std::move(next->second.content);
+            const auto source_path = std::move(next->second.source_path);
             lock.unlock();
             std::string member;
             std::exception_ptr error;
             try {
-                member = gzip_member(parameters, content);
+                if (source_path.empty()) {
+                    member = gzip_member(parameters, content);
+                } else {
+                    RecordReader r(content);
+                    member = gzip_member(parameters, patched_gzip_content(parent_, source_path, r, content_bytes));
+                }
             } catch (...) {
                 error = std::current_exception();
             }
@@ -907,12 +935,13 @@ private:
         }
     }
 
+    const Dir& parent_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::map<uint64_t, Job> jobs_;
     uint64_t waiting_bytes_ = 0;
     bool stopping_ = false;
-    std::thread thread_;  // last: starts after the members it uses exist
+    std::array<std::thread, 2> threads_;  // last: start after the members they use exist
 };
 
 struct PayloadDecoder::State {
@@ -926,7 +955,7 @@ struct PayloadDecoder::State {
     uint64_t records = 0, scanned_records = 0, stream_bytes = 0;
     sign::Sha256 sha;
     std::optional<ParentReadahead> readahead;  // started by the first record that reads the parent
-    std::optional<GzipAhead> gzip_ahead;       // started by the first gzip record with its content
+    std::optional<GzipAhead> gzip_ahead;       // started by the first gzip record
 
     // The gzip file a 'Z' record opened, until its 'C' records have brought all of its content.
     struct GzipFile {
@@ -971,21 +1000,18 @@ struct PayloadDecoder::State {
             break;
         }
         case Encoding::Gzip: {
-            std::string content;
+            // The record is read whole either way: what is left over is refused below.
+            auto ahead = gzip_ahead ? gzip_ahead->take(records) : std::nullopt;
             if (g.content_encoding == Encoding::Literal) {
-                content = r.take(g.content_length);
-                if (auto member = gzip_ahead ? gzip_ahead->take(records) : std::nullopt) {
-                    data = std::move(*member);
-                    break;
-                }
-            } else {
-                const auto source = gunzip(read_parent_file(parent, g.source_path, max_source_bytes), max_source_bytes);
-                if (!source) throw Error("rebuild file data from", g.source_path, "is not a gzip file (a wrong or modified parent)");
+                const auto content = r.take(g.content_length);
+                data = ahead ? std::move(*ahead) : gzip_member(g.gzip, content);
+            } else if (ahead) {
                 std::vector<Control> controls;
-                const auto patch = read_patch(r, g.content_length, controls);
-                content = apply_patch(*source, patch);
+                read_patch(r, g.content_length, controls);
+                data = std::move(*ahead);
+            } else {
+                data = gzip_member(g.gzip, patched_gzip_content(parent, g.source_path, r, g.content_length));
             }
-            data = gzip_member(g.gzip, content);
             break;
         }
         default: break;  // read_group_head refused it
@@ -1122,11 +1148,14 @@ struct PayloadDecoder::State {
             try {
                 RecordReader r(next->second);
                 auto g = next->first == RecordType::Writes ? read_group_head(r) : read_gzip_file_head(r);
-                if (next->first == RecordType::Writes && g.encoding == Encoding::Gzip &&
-                    g.content_encoding == Encoding::Literal) {
-                    if (!gzip_ahead) gzip_ahead.emplace();
-                    gzip_ahead->want(scanned_records, std::move(g.gzip), std::string(r.take(g.content_length)));
-                    continue;
+                if (next->first == RecordType::Writes && g.encoding == Encoding::Gzip) {
+                    if (!gzip_ahead) gzip_ahead.emplace(parent);
+                    // Literal: the content; else the patch, which starts where the reader is.
+                    std::string content(g.content_encoding == Encoding::Literal ? r.take(g.content_length) : r.take(r.left()));
+                    // A patched one's predecessor is still read ahead, for the thread to find it cached.
+                    if (gzip_ahead->want(scanned_records, std::move(g.gzip), g.content_length, std::move(content), g.source_path) &&
+                        g.source_path.empty())
+                        continue;
                 }
                 if (g.source_path.empty()) continue;
                 if (!readahead) readahead.emplace(parent);
