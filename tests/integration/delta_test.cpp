@@ -500,6 +500,13 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     hostile = records;
     hostile[z + 1].body[8] = 7;
     CHECK(refused(hostile).ends_with(": unknown gzip content encoding 7"));
+    // The file record without its predecessor (u16 path length 0), its content still patches.
+    hostile = records;
+    const std::string predecessor(InitrdWorld::old_initrd);
+    REQUIRE(hostile[z].body.ends_with(predecessor));
+    hostile[z].body.resize(hostile[z].body.size() - predecessor.size() - 2);
+    hostile[z].body += std::string(2, '\0');
+    CHECK(refused(hostile).ends_with(": gzip content patch without a source file"));
     hostile = records;
     put_u64(hostile[z + 1].body, 9, 5u << 20);  // a 32 MiB window from 5 MiB passes the 36 MiB content's end
     CHECK(refused(hostile).ends_with(": rebuild file data from 'lib/modules/6.1.0-50/initrd.img': has no gzip content at " +
