@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/error.hpp"
+#include "btrfs/subvolume.hpp"
 
 namespace strata::boot {
 namespace {
@@ -217,6 +218,109 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
     spdlog::debug("install kernel {} to '{}': {} bytes written", source.kver, boot.path_of(t + "/" + v).string(),
                   out.bytes);
     return out;
+}
+
+namespace {
+
+constexpr std::pair<std::string_view, std::string_view> ahead_names[] = {{"linux", ".ahead-linux"},
+                                                                          {"initrd", ".ahead-initrd"}};
+
+const std::filesystem::path& source_path(const KernelSource& source, std::string_view name) {
+    return name == "linux" ? source.vmlinuz : source.initrd;
+}
+
+}  // namespace
+
+KernelAhead::KernelAhead(const Dir& boot, std::string token, std::string version, Dir predecessor_tree)
+    : boot_(boot), token_(std::move(token)), version_(std::move(version)), predecessor_(std::move(predecessor_tree)),
+      thread_([this] {
+          try {
+              copy();
+          } catch (...) {
+              error_ = std::current_exception();
+          }
+      }) {}
+
+KernelAhead::~KernelAhead() {
+    if (thread_.joinable()) thread_.join();
+    if (!taken_) discard();
+}
+
+void KernelAhead::copy() {
+    check_name("entry token", token_);
+    check_name("kernel version", version_);
+    source_ = find_kernel(predecessor_);
+    std::optional<Dir> token_dir = boot_.try_open_dir(token_);
+    if (!token_dir) {
+        token_dir = boot_.make_dir(token_);
+        created_token_ = true;
+        boot_.sync();
+    }
+    version_dir_ = token_dir->try_open_dir(version_);
+    if (!version_dir_) {
+        version_dir_ = token_dir->make_dir(version_);
+        created_version_ = true;
+        token_dir->sync();
+    }
+    for (const auto& [name, ahead] : ahead_names) {
+        // A copy left by an earlier try may come from another predecessor: never kept.
+        ::unlinkat(version_dir_->fd(), std::string(ahead).c_str(), 0);
+        const auto& rel = source_path(*source_, name);
+        const Fd fd = predecessor_.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
+        struct stat st {};
+        const auto path = predecessor_.path_of(rel.string()).string();
+        check_errno(::fstat(fd.get(), &st), "stat", path);
+        install_file(*version_dir_, ahead, fd.get(), static_cast<uint64_t>(st.st_size), path);
+    }
+}
+
+bool KernelAhead::take(const Dir& usr_tree) {
+    thread_.join();
+    try {
+        if (error_) std::rethrow_exception(error_);
+        const auto source = find_kernel(usr_tree, source_->kver);
+        if (source.vmlinuz != source_->vmlinuz || source.initrd != source_->initrd) return false;
+        for (const auto& [name, ahead] : ahead_names) {
+            const auto& rel = source_path(source, name);
+            const Fd now = usr_tree.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
+            const Fd before = predecessor_.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
+            if (!btrfs::same_extents(now.get(), before.get(), usr_tree.path_of(rel.string()).string())) return false;
+        }
+        for (const auto& [name, ahead] : ahead_names) {
+            const auto& rel = source_path(source, name);
+            const Fd now = usr_tree.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
+            struct stat st {};
+            check_errno(::fstat(now.get(), &st), "stat", usr_tree.path_of(rel.string()).string());
+            const Fd copy = version_dir_->open_file(ahead, O_RDONLY | O_NOFOLLOW);
+            const auto copy_path = version_dir_->path_of(ahead).string();
+            const timespec times[2] = {st.st_atim, st.st_mtim};
+            check_errno(::futimens(copy.get(), times), "set times of", copy_path);
+            check_errno(::fsync(copy.get()), "sync", copy_path);
+            version_dir_->rename(ahead, *version_dir_, name, false);
+        }
+        version_dir_->sync();
+        taken_ = true;
+        spdlog::debug("kernel {} of '{}' copied to $BOOT while it was received", source.kver, usr_tree.path().string());
+        return true;
+    } catch (const std::exception& e) {
+        spdlog::debug("kernel copied ahead for '{}' not used: {}", usr_tree.path().string(), e.what());
+        return false;
+    }
+}
+
+void KernelAhead::discard() {
+    if (!version_dir_) return;
+    for (const auto& [name, ahead] : ahead_names) ::unlinkat(version_dir_->fd(), std::string(ahead).c_str(), 0);
+    if (created_version_) {
+        if (auto token_dir = boot_.try_open_dir(token_)) {
+            ::unlinkat(token_dir->fd(), version_.c_str(), AT_REMOVEDIR);  // only when empty
+            ::fsync(token_dir->fd());
+        }
+    }
+    if (created_token_) {
+        ::unlinkat(boot_.fd(), token_.c_str(), AT_REMOVEDIR);
+        ::fsync(boot_.fd());
+    }
 }
 
 void remove_kernel(const Dir& boot, std::string_view token, std::string_view version) {

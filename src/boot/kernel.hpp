@@ -3,10 +3,12 @@
 // lib/modules/<kver>/vmlinuz) and copied to $BOOT/<token>/<version>/{linux,initrd}, the layout
 // the Boot Loader Specification recommends ("/<entry-token>/<version>/linux").
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/fd.hpp"
@@ -39,6 +41,39 @@ struct InstalledKernel {
 // names of [A-Za-z0-9+_.-] (Error(InvalidInput) otherwise).
 InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::string_view version,
                                const Dir& usr_tree, const KernelSource& source);
+
+// The kernel and initrd a new usr version will most likely share with its predecessor, copied to
+// $BOOT/<token>/<version>/ while the new version is still being received: an update that keeps
+// the kernel (most do) then finds them in place when it deploys, instead of copying tens of MiB
+// cold after the receive. The copies go under hidden names (".ahead-linux", ".ahead-initrd") on
+// a thread of their own; take() gives them their names only when the new tree's files are shown
+// to be the predecessor's very bytes (the same path, and btrfs::same_extents: not merely the
+// same size and mtime), with the new files' times, so install_kernel keeps them. Otherwise, and
+// when the object goes without take() (the update failed), the copies and the directories made
+// for them are removed. A failed copy (a full $BOOT) only loses the head start: install_kernel
+// copies and reports for itself.
+class KernelAhead {
+public:
+    KernelAhead(const Dir& boot, std::string token, std::string version, Dir predecessor_tree);
+    KernelAhead(const KernelAhead&) = delete;
+    KernelAhead& operator=(const KernelAhead&) = delete;
+    ~KernelAhead();
+    // True when the copies now stand for usr_tree's kernel and initrd.
+    bool take(const Dir& usr_tree);
+
+private:
+    void copy();
+    void discard();
+
+    const Dir& boot_;
+    const std::string token_, version_;
+    const Dir predecessor_;
+    std::optional<KernelSource> source_;
+    std::optional<Dir> version_dir_;
+    bool created_token_ = false, created_version_ = false, taken_ = false;
+    std::exception_ptr error_;
+    std::thread thread_;  // last: starts after the members it uses exist
+};
 
 // Removes $BOOT/<token>/<version>/ and its files, and <token>/ when that is empty then; no-op
 // when absent.

@@ -1,6 +1,9 @@
 #include "btrfs/subvolume.hpp"
 
 #include <linux/btrfs.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 
 #include <cstring>
@@ -168,6 +171,59 @@ Uuid filesystem_uuid(const Dir& any_in_fs) {
     Uuid uuid{};
     std::memcpy(uuid.data(), args.fsid, uuid.size());
     return uuid;
+}
+
+namespace {
+
+struct Extent {
+    uint64_t logical, physical, length;
+    uint32_t flags;
+    bool operator==(const Extent&) const = default;
+};
+
+// The file's extent map once its dirty data is written out, or nullopt when some extent still
+// has no place of its own.
+std::optional<std::vector<Extent>> extent_map(int fd, std::string_view label) {
+    constexpr uint32_t batch = 128;
+    constexpr uint32_t unplaced = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_DATA_INLINE |
+                                  FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_TAIL;
+    std::vector<std::byte> buffer(sizeof(fiemap) + batch * sizeof(fiemap_extent));
+    auto* map = reinterpret_cast<fiemap*>(buffer.data());
+    std::vector<Extent> extents;
+    uint64_t start = 0;
+    for (;;) {
+        std::memset(buffer.data(), 0, buffer.size());
+        map->fm_start = start;
+        map->fm_length = FIEMAP_MAX_OFFSET - start;
+        map->fm_extent_count = batch;
+        // Written but not yet written out, an overwritten range still maps to its old extent.
+        map->fm_flags = FIEMAP_FLAG_SYNC;
+        check_errno(::ioctl(fd, FS_IOC_FIEMAP, map), "map extents of", label);
+        if (map->fm_mapped_extents == 0) return extents;
+        for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+            const auto& e = map->fm_extents[i];
+            if (e.fe_flags & unplaced) return std::nullopt;
+            // Whether an extent is shared says who else refers to it, not what it holds.
+            extents.push_back({e.fe_logical, e.fe_physical, e.fe_length, e.fe_flags & ~uint32_t{FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_LAST}});
+            if (e.fe_flags & FIEMAP_EXTENT_LAST) return extents;
+        }
+        const auto& last = map->fm_extents[map->fm_mapped_extents - 1];
+        start = last.fe_logical + last.fe_length;
+    }
+}
+
+}  // namespace
+
+bool same_extents(int a, int b, std::string_view label) {
+    struct stat sa {}, sb {};
+    check_errno(::fstat(a, &sa), "stat", label);
+    check_errno(::fstat(b, &sb), "stat", label);
+    if (!S_ISREG(sa.st_mode) || !S_ISREG(sb.st_mode) || sa.st_size != sb.st_size) return false;
+    btrfs_ioctl_fs_info_args fa{}, fb{};
+    if (::ioctl(a, BTRFS_IOC_FS_INFO, &fa) != 0 || ::ioctl(b, BTRFS_IOC_FS_INFO, &fb) != 0) return false;
+    if (std::memcmp(fa.fsid, fb.fsid, sizeof fa.fsid) != 0) return false;
+    const auto ma = extent_map(a, label), mb = extent_map(b, label);
+    return ma && mb && *ma == *mb;
 }
 
 }  // namespace strata::btrfs

@@ -72,4 +72,12 @@ Uuid filesystem_uuid(const Dir& any_in_fs);
 // Commits the current transaction, so deletions free their space and creations are durable.
 void sync(const Dir& dir);
 
+// True when the regular files a and b (say, one in a snapshot of the other's subvolume) have the
+// same size and their bytes lie in the very same extents of one btrfs filesystem: the same
+// content, shown without reading it (dirty data of either is written out first: until then an
+// overwritten range still maps to its old extent). False when that cannot be shown: another
+// filesystem, data inline in the metadata, or any difference in the extent maps (FIEMAP), even
+// if the bytes happen to be equal.
+bool same_extents(int a, int b, std::string_view label);
+
 }  // namespace strata::btrfs

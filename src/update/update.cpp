@@ -10,6 +10,7 @@
 #include "base/crash.hpp"
 #include "base/error.hpp"
 #include "base/size.hpp"
+#include "boot/kernel.hpp"
 #include "btrfs/subvolume.hpp"
 #include "deploy/database.hpp"
 #include "deploy/gc.hpp"
@@ -409,6 +410,11 @@ UpdateReport update(const pool::Pool& pool, const pool::Lock& lock, const deploy
                 }
                 write_journal(pool, plan, "import");
                 const auto name = naming::Name::parse(*plan.target);
+                // The predecessor's kernel goes to $BOOT while the new version is received.
+                std::optional<boot::KernelAhead> kernel_ahead;
+                if (plan.parent)
+                    kernel_ahead.emplace(target.boot, std::string(name.vendor_id()), std::string(name.version()),
+                                         pool.top().open_dir(*plan.parent));
                 const vendor::ImportOptions import{.base = {}, .on_conflict = pool::OnConflict::Fail, .progress = options.progress};
                 if (plan.payload_kind == repo::delta_kind) {
                     try {
@@ -422,6 +428,7 @@ UpdateReport update(const pool::Pool& pool, const pool::Lock& lock, const deploy
                     vendor::import_stream(pool, lock, name, file, import);
                 }
                 report.imported = true;
+                if (kernel_ahead) kernel_ahead->take(pool.top().open_dir(name.str()));
                 crash_point("update:imported");
                 std::error_code ec;
                 fs::remove(file, ec);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -50,6 +51,7 @@ struct World {
     fs::path key = work.path() / "vendor";  // vendor.pub, vendor.key
     fs::path boot = work.path() / "boot";
     fs::path config = work.path() / "strata.toml";
+    bool same_kernel = false;  // every release with the same (large) kernel and initrd
 
     explicit World(const std::string& remote_path = "/repo") {
         fs::create_directories(boot);
@@ -63,8 +65,8 @@ struct World {
                  const std::function<void(const fs::path&)>& more = {}) const {
         const auto tree = work.path() / ("tree-" + arch + "-" + v);
         if (more) more(tree);
-        put(tree / "lib/modules/6.1.0/vmlinuz", "kernel " + v + "\n");
-        put(tree / "lib/modules/6.1.0/initrd.img", "initrd " + v + "\n");
+        put(tree / "lib/modules/6.1.0/vmlinuz", same_kernel ? random_bytes(300000, 3) : "kernel " + v + "\n");
+        put(tree / "lib/modules/6.1.0/initrd.img", same_kernel ? random_bytes(700000, 4) : "initrd " + v + "\n");
         put(tree / "lib/os-release", "NAME=Demo\nVERSION_ID=" + v + "\n");
         put(tree / "share/data/common", random_bytes(payload, 1));
         put(tree / ("share/data/v" + v), random_bytes(payload / 4, static_cast<unsigned>(std::stoul(v)) + 7));
@@ -226,6 +228,28 @@ TEST_CASE("a strata delta is used when it is the smallest payload, and the plain
         CHECK(j["kind"] == "full");
         CHECK(j["parent"].is_null());
     }
+}
+
+TEST_CASE("a kernel an update keeps is copied to $BOOT while the new version is received") {
+    test::require_root_and_btrfs();
+    World w;
+    w.same_kernel = true;
+    w.release("1");
+    require_ok(w.publish(usr("1")));
+    w.update();
+    w.release("2");
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    const auto r = w.client({"-v", "update"});
+    require_ok(r);
+    CHECK_MESSAGE(r.err.find("copied to $BOOT while it was received") != std::string::npos, r.err);
+    const auto dir = w.boot / vendor / "2";
+    CHECK(slurp(dir / "linux") == slurp(w.client_pool.mountpoint() / usr("2") / "lib/modules/6.1.0/vmlinuz"));
+    CHECK(slurp(dir / "initrd") == slurp(w.client_pool.mountpoint() / usr("2") / "lib/modules/6.1.0/initrd.img"));
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"initrd", "linux"});  // no copy left under a hidden name
+    CHECK(test::listed_names(w.client_pool.mountpoint()).size() == 3);  // root, usr 1 and 2
 }
 
 TEST_CASE("tampered payloads and indexes are refused before anything is applied") {

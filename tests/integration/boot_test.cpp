@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include "boot/entries.hpp"
 #include "boot/kernel.hpp"
 #include "boot/loader.hpp"
+#include "btrfs/subvolume.hpp"
 #include "support/errors.hpp"
 #include "support/mount.hpp"
 #include "support/scratch_pool.hpp"
@@ -277,6 +279,71 @@ TEST_CASE("install_kernel copies once, compares bytes, and removes cleanly") {
           std::string::npos);
     CHECK(error_of([&] { install_kernel(boot, "tok", "..", tree, src); }).find("not a valid file name") !=
           std::string::npos);
+}
+
+TEST_CASE("KernelAhead: the predecessor's kernel is kept for a successor with the very same files, never otherwise") {
+    test::require_root_and_btrfs();
+    test::ScratchPool pool;
+    test::TempDir boot_dir;
+    const Dir top = Dir::open(pool.mountpoint()), boot = Dir::open(boot_dir.path());
+    const auto usr = [&](const char* name) { return pool.mountpoint() / name; };
+    btrfs::create_subvolume(top, "v1");
+    fake_kernel(usr("v1"), "6.1.0-test", 300000, 700000);
+    REQUIRE(run_process({"sync"}).exit_status == 0);
+    // v2 keeps the kernel (a snapshot, as btrfs receive starts an incremental stream); v3 has an
+    // initrd of the same size and mtime but other bytes (a rebuild with clamped timestamps).
+    btrfs::snapshot(top, "v1", top, "v2");
+    btrfs::snapshot(top, "v1", top, "v3");
+    const fs::path initrd = "lib/modules/6.1.0-test/initrd.img";
+    std::string other = read_text(usr("v3") / initrd);
+    other[123456] ^= 1;
+    const auto mtime = fs::last_write_time(usr("v1") / initrd);
+    write_text(usr("v3") / initrd, other);
+    fs::last_write_time(usr("v3") / initrd, mtime);
+    // The received tree's own times: v2's kernel touched (utimes in a stream), its bytes not.
+    const auto touched = mtime - std::chrono::hours(24);
+    fs::last_write_time(usr("v2") / "lib/modules/6.1.0-test/vmlinuz", touched);
+    const fs::path token_dir = boot_dir.path() / "org.example.Demo";
+
+    {
+        KernelAhead ahead(boot, "org.example.Demo", "2", top.open_dir("v1"));
+        CHECK(ahead.take(top.open_dir("v2")));
+    }
+    CHECK(names_in(token_dir / "2") == std::vector<std::string>{"initrd", "linux"});
+    CHECK(read_text(token_dir / "2/linux") == read_text(usr("v2") / "lib/modules/6.1.0-test/vmlinuz"));
+    CHECK(read_text(token_dir / "2/initrd") == read_text(usr("v2") / initrd));
+    CHECK(fs::last_write_time(token_dir / "2/linux") == touched);
+    // So the deploy finds them in place.
+    const auto k2 = install_kernel(boot, "org.example.Demo", "2", top.open_dir("v2"), find_kernel(top.open_dir("v2")));
+    CHECK_FALSE(k2.copied);
+
+    {
+        KernelAhead ahead(boot, "org.example.Demo", "3", top.open_dir("v1"));
+        CHECK_FALSE(ahead.take(top.open_dir("v3")));
+    }
+    CHECK_FALSE(fs::exists(token_dir / "3"));  // made for the copies, removed with them
+    const auto k3 = install_kernel(boot, "org.example.Demo", "3", top.open_dir("v3"), find_kernel(top.open_dir("v3")));
+    CHECK(k3.copied);
+    CHECK(read_text(token_dir / "3/initrd") == other);
+
+    // Not taken (the update failed): nothing left; a kernel that is not there: nothing made.
+    { KernelAhead ahead(boot, "org.example.Demo", "4", top.open_dir("v1")); }
+    CHECK(names_in(token_dir) == std::vector<std::string>{"2", "3"});
+    btrfs::create_subvolume(top, "empty");
+    {
+        KernelAhead ahead(boot, "org.example.Demo", "5", top.open_dir("empty"));
+        CHECK_FALSE(ahead.take(top.open_dir("v2")));
+    }
+    CHECK(names_in(token_dir) == std::vector<std::string>{"2", "3"});
+    // Copies left under the hidden names by a killed update are never taken as they are.
+    fs::create_directories(token_dir / "6");
+    write_text(token_dir / "6/.ahead-initrd", "stale");
+    {
+        KernelAhead ahead(boot, "org.example.Demo", "6", top.open_dir("v1"));
+        CHECK(ahead.take(top.open_dir("v2")));
+    }
+    CHECK(read_text(token_dir / "6/initrd") == read_text(usr("v2") / initrd));
+    CHECK(names_in(token_dir / "6") == std::vector<std::string>{"initrd", "linux"});
 }
 
 TEST_CASE("install_kernel on a full $BOOT fails with ENOSPC and leaves nothing behind") {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <algorithm>
 #include <cstring>
 #include <unistd.h>
@@ -110,4 +112,50 @@ TEST_CASE("errors name the call, the path and errno") {
 
     const Dir tmp = Dir::open(scratch.dir());
     CHECK_FALSE((btrfs::is_btrfs(tmp) && btrfs::is_subvolume(tmp)));
+}
+
+TEST_CASE("same_extents: a snapshot's or a reflink's untouched file, not a copy, a changed or an unwritten one") {
+    test::ScratchPool scratch;
+    const Dir top = Dir::open(scratch.mountpoint());
+    btrfs::create_subvolume(top, "a");
+    const Dir a = top.open_dir("a");
+    std::string data(3u << 20, '\0');
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+    write_file_atomic(a, "kernel", data);
+    {
+        const Fd f = a.open_file("kernel", O_RDONLY);
+        REQUIRE(::fsync(f.get()) == 0);  // allocated, not delayed
+    }
+    btrfs::snapshot(top, "a", top, "b");
+    const Dir b = top.open_dir("b");
+    const auto open = [](const Dir& d, const char* name) { return d.open_file(name, O_RDONLY); };
+    CHECK(btrfs::same_extents(open(a, "kernel").get(), open(b, "kernel").get(), "kernel"));
+
+    // A copy of the bytes lies elsewhere: equal content is not shown by the map.
+    write_file_atomic(b, "copy", data);
+    {
+        const Fd f = b.open_file("copy", O_RDONLY);
+        REQUIRE(::fsync(f.get()) == 0);
+    }
+    CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), open(b, "copy").get(), "copy"));
+    // A reflink shares the extents.
+    {
+        const Fd src = open(a, "kernel");
+        const Fd dst = b.open_file("reflink", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        REQUIRE(::ioctl(dst.get(), FICLONE, src.get()) == 0);
+    }
+    CHECK(btrfs::same_extents(open(a, "kernel").get(), open(b, "reflink").get(), "reflink"));
+
+    // One byte changed in the snapshot's file: copied on write, no longer the same.
+    {
+        const Fd f = b.open_file("kernel", O_WRONLY);
+        REQUIRE(::pwrite(f.get(), "x", 1, 1u << 20) == 1);
+        // Not yet written out: the map is taken after writing it out, never from the old extent.
+        CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), f.get(), "kernel"));
+    }
+    CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), open(b, "kernel").get(), "kernel"));
+    // Another size, or not a regular file.
+    write_file_atomic(b, "short", data.substr(0, 4096));
+    CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), open(b, "short").get(), "short"));
+    CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), a.fd(), "a"));
 }
