@@ -344,8 +344,10 @@ TEST_CASE("an interrupted download resumes where it stopped") {
     const auto full = w.payload(usr("1"), "");
     const uint64_t size = full["compressed_size"];
     REQUIRE(size > 512 << 10);
-    // Killed (as by a power cut) a moment into the slow download.
-    std::string line = "timeout -s KILL 3 '" + test::strata_binary() + "' --pool '" +
+    // Killed (as by a power cut) a moment into the slow download. --foreground: timeout must
+    // reap strata before it returns (without it, timeout kills itself with the same SIGKILL and
+    // strata may still be exiting, holding the pool lock, when the next command starts).
+    std::string line = "timeout --foreground -s KILL 3 '" + test::strata_binary() + "' --pool '" +
                        w.client_pool.mountpoint().string() + "' --config '" + w.config.string() + "' --boot-dir '" +
                        w.boot.string() + "' update";
     CHECK(run_process({"sh", "-c", line}).exit_status == 128 + 9);
@@ -444,7 +446,8 @@ TEST_CASE("two updates at once: the second finds the pool busy and nothing is lo
     std::ofstream(w.config, std::ios::app) << "[pool]\nlock-timeout-sec = 0\n";
     w.release("1", 1 << 20);
     require_ok(w.publish(usr("1")));
-    std::string line = "timeout -s KILL 4 '" + test::strata_binary() + "' --pool '" +
+    // --foreground: first.wait() returns only once strata is gone and its pool lock released.
+    std::string line = "timeout --foreground -s KILL 4 '" + test::strata_binary() + "' --pool '" +
                        w.client_pool.mountpoint().string() + "' --config '" + w.config.string() + "' --boot-dir '" +
                        w.boot.string() + "' update";
     auto first = ChildProcess::spawn({"sh", "-c", line}, -1, -1);
