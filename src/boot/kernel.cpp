@@ -274,21 +274,18 @@ void KernelAhead::copy() {
     }
 }
 
-bool KernelAhead::take(const Dir& usr_tree) {
+int KernelAhead::take(const Dir& usr_tree) {
     thread_.join();
+    int kept = 0;
     try {
         if (error_) std::rethrow_exception(error_);
         const auto source = find_kernel(usr_tree, source_->kver);
-        if (source.vmlinuz != source_->vmlinuz || source.initrd != source_->initrd) return false;
         for (const auto& [name, ahead] : ahead_names) {
             const auto& rel = source_path(source, name);
+            if (rel != source_path(*source_, name)) continue;
             const Fd now = usr_tree.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
             const Fd before = predecessor_.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
-            if (!btrfs::same_extents(now.get(), before.get(), usr_tree.path_of(rel.string()).string())) return false;
-        }
-        for (const auto& [name, ahead] : ahead_names) {
-            const auto& rel = source_path(source, name);
-            const Fd now = usr_tree.open_file(rel.string(), O_RDONLY | O_NOFOLLOW);
+            if (!btrfs::same_extents(now.get(), before.get(), usr_tree.path_of(rel.string()).string())) continue;
             struct stat st {};
             check_errno(::fstat(now.get(), &st), "stat", usr_tree.path_of(rel.string()).string());
             const Fd copy = version_dir_->open_file(ahead, O_RDONLY | O_NOFOLLOW);
@@ -297,15 +294,17 @@ bool KernelAhead::take(const Dir& usr_tree) {
             check_errno(::futimens(copy.get(), times), "set times of", copy_path);
             check_errno(::fsync(copy.get()), "sync", copy_path);
             version_dir_->rename(ahead, *version_dir_, name, false);
+            taken_ = true;
+            ++kept;
         }
-        version_dir_->sync();
-        taken_ = true;
-        spdlog::debug("kernel {} of '{}' copied to $BOOT while it was received", source.kver, usr_tree.path().string());
-        return true;
+        if (kept > 0) version_dir_->sync();
+        spdlog::debug("{} of 2 kernel files of '{}' copied to $BOOT while it was received", kept, usr_tree.path().string());
     } catch (const std::exception& e) {
         spdlog::debug("kernel copied ahead for '{}' not used: {}", usr_tree.path().string(), e.what());
-        return false;
     }
+    if (taken_)
+        for (const auto& [name, ahead] : ahead_names) ::unlinkat(version_dir_->fd(), std::string(ahead).c_str(), 0);
+    return kept;
 }
 
 void KernelAhead::discard() {

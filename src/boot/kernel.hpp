@@ -46,20 +46,21 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
 // $BOOT/<token>/<version>/ while the new version is still being received: an update that keeps
 // the kernel (most do) then finds them in place when it deploys, instead of copying tens of MiB
 // cold after the receive. The copies go under hidden names (".ahead-linux", ".ahead-initrd") on
-// a thread of their own; take() gives them their names only when the new tree's files are shown
-// to be the predecessor's very bytes (the same path, and btrfs::same_extents: not merely the
-// same size and mtime), with the new files' times, so install_kernel keeps them. Otherwise, and
-// when the object goes without take() (the update failed), the copies and the directories made
-// for them are removed. A failed copy (a full $BOOT) only loses the head start: install_kernel
-// copies and reports for itself.
+// a thread of their own; take() gives each its name only when the new tree's file is shown to
+// be the predecessor's very bytes (the same path, and btrfs::same_extents: not merely the same
+// size and mtime), with the new file's times, so install_kernel keeps it: an update that only
+// rebuilt the initrd still finds the kernel in place. Copies not taken, and all of them when the
+// object goes without take() (the update failed), are removed, and with none taken the
+// directories made for them too. A failed copy (a full $BOOT) only loses the head start:
+// install_kernel copies and reports for itself.
 class KernelAhead {
 public:
     KernelAhead(const Dir& boot, std::string token, std::string version, Dir predecessor_tree);
     KernelAhead(const KernelAhead&) = delete;
     KernelAhead& operator=(const KernelAhead&) = delete;
     ~KernelAhead();
-    // True when the copies now stand for usr_tree's kernel and initrd.
-    bool take(const Dir& usr_tree);
+    // How many of the two copies now stand for usr_tree's kernel and initrd.
+    int take(const Dir& usr_tree);
 
 private:
     void copy();

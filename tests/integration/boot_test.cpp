@@ -307,7 +307,7 @@ TEST_CASE("KernelAhead: the predecessor's kernel is kept for a successor with th
 
     {
         KernelAhead ahead(boot, "org.example.Demo", "2", top.open_dir("v1"));
-        CHECK(ahead.take(top.open_dir("v2")));
+        CHECK(ahead.take(top.open_dir("v2")) == 2);
     }
     CHECK(names_in(token_dir / "2") == std::vector<std::string>{"initrd", "linux"});
     CHECK(read_text(token_dir / "2/linux") == read_text(usr("v2") / "lib/modules/6.1.0-test/vmlinuz"));
@@ -319,12 +319,22 @@ TEST_CASE("KernelAhead: the predecessor's kernel is kept for a successor with th
 
     {
         KernelAhead ahead(boot, "org.example.Demo", "3", top.open_dir("v1"));
-        CHECK_FALSE(ahead.take(top.open_dir("v3")));
+        CHECK(ahead.take(top.open_dir("v3")) == 1);
     }
-    CHECK_FALSE(fs::exists(token_dir / "3"));  // made for the copies, removed with them
+    // The kernel is kept, the initrd's copy removed: the deploy copies only the initrd.
+    CHECK(names_in(token_dir / "3") == std::vector<std::string>{"linux"});
     const auto k3 = install_kernel(boot, "org.example.Demo", "3", top.open_dir("v3"), find_kernel(top.open_dir("v3")));
     CHECK(k3.copied);
+    CHECK(k3.bytes == other.size());
     CHECK(read_text(token_dir / "3/initrd") == other);
+    // Another kernel version: nothing kept, and the directory made for the copies is gone.
+    btrfs::create_subvolume(top, "v7");
+    fake_kernel(usr("v7"), "6.1.0-next", 300000, 700000);
+    {
+        KernelAhead ahead(boot, "org.example.Demo", "7", top.open_dir("v1"));
+        CHECK(ahead.take(top.open_dir("v7")) == 0);
+    }
+    CHECK_FALSE(fs::exists(token_dir / "7"));
 
     // Not taken (the update failed): nothing left; a kernel that is not there: nothing made.
     { KernelAhead ahead(boot, "org.example.Demo", "4", top.open_dir("v1")); }
@@ -332,7 +342,7 @@ TEST_CASE("KernelAhead: the predecessor's kernel is kept for a successor with th
     btrfs::create_subvolume(top, "empty");
     {
         KernelAhead ahead(boot, "org.example.Demo", "5", top.open_dir("empty"));
-        CHECK_FALSE(ahead.take(top.open_dir("v2")));
+        CHECK(ahead.take(top.open_dir("v2")) == 0);
     }
     CHECK(names_in(token_dir) == std::vector<std::string>{"2", "3"});
     // Copies left under the hidden names by a killed update are never taken as they are.
@@ -340,7 +350,7 @@ TEST_CASE("KernelAhead: the predecessor's kernel is kept for a successor with th
     write_text(token_dir / "6/.ahead-initrd", "stale");
     {
         KernelAhead ahead(boot, "org.example.Demo", "6", top.open_dir("v1"));
-        CHECK(ahead.take(top.open_dir("v2")));
+        CHECK(ahead.take(top.open_dir("v2")) == 2);
     }
     CHECK(read_text(token_dir / "6/initrd") == read_text(usr("v2") / initrd));
     CHECK(names_in(token_dir / "6") == std::vector<std::string>{"initrd", "linux"});
