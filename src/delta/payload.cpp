@@ -20,6 +20,7 @@
 #include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
+#include "delta/clone_writes.hpp"
 #include "delta/gzip.hpp"
 #include "delta/parent_files.hpp"
 #include "delta/predecessors.hpp"
@@ -973,19 +974,41 @@ struct PayloadDecoder::State {
     std::map<std::string, std::string, std::less<>> kept;  // by digest, for Same records
     uint64_t kept_bytes = 0;
 
-    State(Dir parent_tree, Sink sink, size_t lookahead_bytes)
-        : parent(std::move(parent_tree)), out(std::move(sink)), lookahead(lookahead_bytes) {}
+    // Clones: the parent receive would clone from, the file system's block size, and the
+    // writer, once the stream's start has named that parent.
+    std::optional<stream::SubvolumeRef> clone_from;
+    std::optional<uint64_t> clone_block;
+    StreamStart start;
+    std::optional<CloneWriter> cloner;
 
+    State(Dir parent_tree, Sink sink, size_t lookahead_bytes, std::optional<stream::SubvolumeRef> clone_parent)
+        : parent(std::move(parent_tree)), out(std::move(sink)), lookahead(lookahead_bytes), clone_from(clone_parent) {
+        if (clone_from) clone_block = clone_block_size(parent.fd());
+    }
+
+    // Bytes of the original stream: hashed, counted and passed on.
     void emit(std::string_view bytes) {
+        account(bytes);
+        out(bytes);
+    }
+    void account(std::string_view bytes) {
+        if (!start.known()) start.feed(bytes);
         sha.update(bytes);
         stream_bytes += bytes.size();
-        out(bytes);
+    }
+
+    CloneWriter* clone_writer() {
+        if (!clone_block || !start.known() || !start.parent() || start.parent()->uuid != clone_from->uuid ||
+            start.parent()->ctransid != clone_from->ctransid)
+            return nullptr;
+        if (!cloner) cloner.emplace(start.version(), *start.parent(), *clone_block, out);
+        return &*cloner;
     }
 
     void writes(std::string_view body) {
         RecordReader r(body);
         const auto g = read_group_head(r);
-        std::string data;
+        std::string data, source;
         switch (g.encoding) {
         case Encoding::Literal: data = r.take(g.total); break;
         case Encoding::Same: {
@@ -998,7 +1021,8 @@ struct PayloadDecoder::State {
         case Encoding::Bsdiff: {
             std::vector<Control> controls;
             const auto patch = read_patch(r, g.total, controls);
-            data = apply_patch(read_parent_range(parent, g.source_path, g.source_offset, g.source_length), patch);
+            source = read_parent_range(parent, g.source_path, g.source_offset, g.source_length);
+            data = apply_patch(source, patch);
             break;
         }
         case Encoding::Gzip: {
@@ -1019,8 +1043,11 @@ struct PayloadDecoder::State {
         default: break;  // read_group_head refused it
         }
         if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
+        std::optional<ParentBytes> from;
+        if (g.encoding == Encoding::Copy) from = ParentBytes{g.source_path, g.source_offset, data};
+        if (g.encoding == Encoding::Bsdiff) from = ParentBytes{g.source_path, g.source_offset, source};
         emit_writes(g.prefixes, g.lengths, g.total, data, g.digest, g.source_path,
-                    g.encoding != Encoding::Literal && g.encoding != Encoding::Same);
+                    g.encoding != Encoding::Literal && g.encoding != Encoding::Same, from);
         if (g.keep) {
             if (data.size() > max_kept_bytes - kept_bytes) refuse("more data kept than " + std::to_string(max_kept_bytes) + " bytes");
             kept_bytes += data.size();
@@ -1042,18 +1069,28 @@ struct PayloadDecoder::State {
     // twice was a tenth of the CPU of an update.
     template <typename Prefixes>
     void emit_writes(const Prefixes& prefixes, const std::vector<uint64_t>& lengths, uint64_t total, std::string_view data,
-                     std::string_view digest, const std::string& source_path, bool rebuilt = true) {
+                     std::string_view digest, const std::string& source_path, bool rebuilt = true,
+                     const std::optional<ParentBytes>& from = std::nullopt) {
         if (data.size() != total) data_mismatch(source_path);
         if (rebuilt) {
             sign::Sha256 sha_data;
             sha_data.update(data);
             if (sha_data.hex_digest() != digest) data_mismatch(source_path);
         }
+        CloneWriter* const clones = from ? clone_writer() : nullptr;
         uint64_t at = 0;
         for (size_t i = 0; i < prefixes.size(); ++i) {
-            emit(stream::make_command(Cmd::Write, prefixes[i], data.substr(at, lengths[i])));
+            const auto piece = data.substr(at, lengths[i]);
+            const auto command = stream::make_command(Cmd::Write, prefixes[i], piece);
             at += lengths[i];
+            if (!clones) {
+                emit(command);
+                continue;
+            }
+            account(command);
+            clones->write(prefixes[i], piece, *from);
         }
+        if (clones) clones->flush();
     }
 
     void open_gzip_file(std::string_view body) {
@@ -1206,8 +1243,8 @@ struct PayloadDecoder::State {
     }
 };
 
-PayloadDecoder::PayloadDecoder(Dir parent, Sink out, size_t lookahead)
-    : state_(std::make_unique<State>(std::move(parent), std::move(out), lookahead)) {}
+PayloadDecoder::PayloadDecoder(Dir parent, Sink out, size_t lookahead, std::optional<stream::SubvolumeRef> clone_from)
+    : state_(std::make_unique<State>(std::move(parent), std::move(out), lookahead, clone_from)) {}
 PayloadDecoder::~PayloadDecoder() = default;
 
 void PayloadDecoder::feed(std::string_view body) {

@@ -32,10 +32,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "base/fd.hpp"
+#include "stream/send_stream.hpp"
 
 namespace strata::delta {
 
@@ -86,7 +88,15 @@ inline constexpr size_t default_lookahead_bytes = 16u << 20;
 
 class PayloadDecoder {
 public:
-    PayloadDecoder(Dir parent, Sink out, size_t lookahead = default_lookahead_bytes);
+    // clone_from: for `btrfs receive` into the pool that holds the parent, the parent as receive
+    // finds clone sources (its received_uuid and stransid). When the stream's first command
+    // names exactly that parent, the whole blocks it writes that are the parent's bytes at the
+    // same offset of the data's source file pass on as clone commands (clone_writes.hpp):
+    // receive does not write them again, and the new tree shares them with its parent on disk.
+    // Otherwise the stream passes on byte for byte. The result's digest is the original
+    // stream's either way.
+    PayloadDecoder(Dir parent, Sink out, size_t lookahead = default_lookahead_bytes,
+                   std::optional<stream::SubvolumeRef> clone_from = std::nullopt);
     ~PayloadDecoder();
     PayloadDecoder(const PayloadDecoder&) = delete;
     PayloadDecoder& operator=(const PayloadDecoder&) = delete;

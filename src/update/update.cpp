@@ -258,7 +258,12 @@ vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, 
     return [&pool, &plan, file, &progress](const vendor::Sink& sink) {
         const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
         if (!in) throw_errno("open", file.string());
-        delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink);
+        // A parent this pool received can lend its blocks to the new tree (btrfs receive finds
+        // clone sources by received_uuid only).
+        std::optional<stream::SubvolumeRef> clone_from;
+        if (const auto parent = pool.find(*plan.parent); parent && !btrfs::is_null(parent->info.received_uuid))
+            clone_from = stream::SubvolumeRef{parent->info.received_uuid, parent->info.stransid};
+        delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink, delta::default_lookahead_bytes, clone_from);
         vendor::ZstdDecoder zstd;
         const vendor::Sink feed = [&](std::string_view body) { decoder.feed(body); };
         std::string buffer(1u << 20, '\0');

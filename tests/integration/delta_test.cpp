@@ -5,6 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 
 #include "base/fd.hpp"
 #include "base/process.hpp"
+#include "btrfs/subvolume.hpp"
 #include "delta/parent_files.hpp"
 #include "delta/payload.hpp"
 #include "sign/sha256.hpp"
@@ -42,7 +46,7 @@ std::string read_file(const fs::path& file) {
     return {std::istreambuf_iterator<char>(in), {}};
 }
 
-void btrfs(const std::vector<std::string>& args) {
+void run_btrfs(const std::vector<std::string>& args) {
     std::vector<std::string> argv{"btrfs"};
     argv.insert(argv.end(), args.begin(), args.end());
     run_checked(argv);
@@ -66,7 +70,7 @@ struct World {
     std::string stream;
 
     World() {
-        btrfs({"subvolume", "create", v1.string()});
+        run_btrfs({"subvolume", "create", v1.string()});
         write_file(v1 / "etc/unchanged.conf", "key = value\n");
         write_file(v1 / "lib/libfoo.so.1", test::code_like(20000, 0, 1));
         write_file(v1 / "lib/modules/6.1.0-50/kernel/net/e1000.ko", test::code_like(8000, 0, 2));
@@ -78,7 +82,7 @@ struct World {
         write_file(v1 / "boot/initrd.img", random_bytes(1 << 20, 12));
         write_file(v1 / "var/log.bin", random_bytes(3 << 20, 14));
         fs::create_symlink("libfoo.so.1", v1 / "lib/libfoo.so");
-        btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
+        run_btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
 
         // Same path, new inode (as dpkg replaces files), relinked code: a binary diff.
         fs::remove(v2 / "lib/libfoo.so.1");
@@ -128,9 +132,9 @@ struct World {
         fs::rename(v2 / "etc/unchanged.conf", v2 / "etc/renamed.conf");
         fs::create_hard_link(v2 / "share/fresh.bin", v2 / "share/fresh-link.bin");
         run_checked({"setfattr", "-n", "user.origin", "-v", "v2", (v2 / "share/fresh.bin").string()});
-        btrfs({"property", "set", v1.string(), "ro", "true"});
-        btrfs({"property", "set", v2.string(), "ro", "true"});
-        btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
+        run_btrfs({"property", "set", v1.string(), "ro", "true"});
+        run_btrfs({"property", "set", v2.string(), "ro", "true"});
+        run_btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
         stream = read_file(stream_file);
     }
 
@@ -142,6 +146,22 @@ struct World {
         return {body, stats};
     }
 };
+
+// Where on the device the byte at offset of file lies (FIEMAP, data synced first): two files
+// share that block when they give the same answer.
+uint64_t physical_at(const fs::path& file, uint64_t offset) {
+    Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd);
+    std::vector<std::byte> buffer(sizeof(fiemap) + sizeof(fiemap_extent));
+    auto* map = reinterpret_cast<fiemap*>(buffer.data());
+    map->fm_start = offset;
+    map->fm_length = 1;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = 1;
+    REQUIRE(::ioctl(fd.get(), FS_IOC_FIEMAP, map) == 0);
+    REQUIRE(map->fm_mapped_extents == 1);
+    return map->fm_extents[0].fe_physical + (offset - map->fm_extents[0].fe_logical);
+}
 
 // Decodes body in pieces of `piece` bytes, each record as soon as it is complete; returns the
 // error message ("" when none) and what was passed on before it.
@@ -204,11 +224,57 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
     const auto rebuilt = w.pool.dir() / "rebuilt.stream";
     write_file(rebuilt, out);
     fs::create_directory(w.pool.mountpoint() / "received");
-    btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
+    run_btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
     // The root directory's own times are btrfs receive's business (the stream is the original).
     const auto differences = test::compare_trees(w.v2, w.pool.mountpoint() / "received/v2", {.compare_root = false});
     for (const auto& d : differences) MESSAGE(d);
     CHECK(differences.empty());
+}
+
+TEST_CASE("decoded for btrfs receive, the blocks a payload copies or patches unchanged are cloned from the parent") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto [body, stats] = w.encode();
+    // The client's parent is v1 as it received it (btrfs receive finds clone sources by
+    // received_uuid only).
+    const auto received = w.pool.mountpoint() / "received";
+    fs::create_directory(received);
+    const auto v1_stream = w.pool.dir() / "v1.stream";
+    run_btrfs({"send", "-q", "-f", v1_stream.string(), w.v1.string()});
+    run_btrfs({"receive", "-q", "-f", v1_stream.string(), received.string()});
+    const auto sent = btrfs::info(Dir::open(w.v1));
+    const stream::SubvolumeRef parent{sent.uuid, sent.ctransid};
+    const auto decode_with = [&](std::optional<stream::SubvolumeRef> clone_from) {
+        std::string out;
+        delta::PayloadDecoder decoder(Dir::open(received / "v1"), [&](std::string_view b) { out += b; },
+                                      delta::default_lookahead_bytes, clone_from);
+        decoder.feed(body);
+        return std::pair{out, decoder.finish()};
+    };
+    // Another parent than the stream's (or none): the stream as it was sent.
+    CHECK(decode_with(stream::SubvolumeRef{sent.uuid, sent.ctransid + 1}).first == w.stream);
+    CHECK(decode_with(std::nullopt).first == w.stream);
+    const auto [out, result] = decode_with(parent);
+    // The digest is the original stream's; what receive gets is smaller: the blocks that are the
+    // parent's travel as references.
+    CHECK(result.stream_sha256 == stats.stream_sha256);
+    CHECK(result.stream_bytes == w.stream.size());
+    CHECK(out.size() + (1u << 20) < w.stream.size());
+
+    const auto rebuilt = w.pool.dir() / "clones.stream";
+    write_file(rebuilt, out);
+    run_btrfs({"receive", "-q", "-f", rebuilt.string(), received.string()});
+    const auto v2 = received / "v2";
+    const auto differences = test::compare_trees(w.v2, v2, {.compare_root = false});
+    for (const auto& d : differences) MESSAGE(d);
+    CHECK(differences.empty());
+    // var/log.bin's tail was written again with the same bytes but its last line: those blocks
+    // are v1's own on disk; bin/tool, rewritten whole, too; the appended line's block is new.
+    const auto v1 = received / "v1";
+    CHECK(physical_at(v2 / "var/log.bin", (2u << 20) + 8192) == physical_at(v1 / "var/log.bin", (2u << 20) + 8192));
+    CHECK(physical_at(v2 / "bin/tool", 4096) == physical_at(v1 / "bin/tool", 4096));
+    const uint64_t last = fs::file_size(v2 / "var/log.bin") - 1;
+    CHECK(physical_at(v2 / "var/log.bin", last) != physical_at(v1 / "var/log.bin", (3u << 20) - 1));
 }
 
 TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
@@ -314,7 +380,7 @@ TEST_CASE("a delta payload decoded against a wrong or modified parent is refused
     World w;
     const auto body = w.encode().first;
     const auto modified = w.pool.mountpoint() / "v1-modified";
-    btrfs({"subvolume", "snapshot", w.v1.string(), modified.string()});
+    run_btrfs({"subvolume", "snapshot", w.v1.string(), modified.string()});
 
     SUBCASE("a file the patch reads changed") {
         std::string lib = read_file(modified / "lib/libfoo.so.1");
@@ -387,20 +453,20 @@ struct InitrdWorld {
     static constexpr const char* reinstalled = "lib/firmware/blob.gz";
 
     InitrdWorld() {
-        btrfs({"subvolume", "create", v1.string()});
+        run_btrfs({"subvolume", "create", v1.string()});
         const auto initrd_v1 = test::gnu_gzip(content_v1(), 6);
         write_file(v1 / old_initrd, initrd_v1);
         write_file(v1 / reinstalled, initrd_v1);
-        btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
+        run_btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
         fs::remove_all(v2 / "lib/modules/6.1.0-50");
         write_file(v2 / new_initrd, test::gnu_gzip(content_v2(), 6));
         // A large gzip file written again as it was (a package reinstalled), after the initrd.
         fs::remove(v2 / reinstalled);
         write_file(v2 / reinstalled, initrd_v1);
         REQUIRE(fs::file_size(v2 / new_initrd) > delta::max_group_bytes);
-        btrfs({"property", "set", v1.string(), "ro", "true"});
-        btrfs({"property", "set", v2.string(), "ro", "true"});
-        btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
+        run_btrfs({"property", "set", v1.string(), "ro", "true"});
+        run_btrfs({"property", "set", v2.string(), "ro", "true"});
+        run_btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
         stream = read_file(stream_file);
     }
 };
@@ -433,7 +499,7 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     const auto rebuilt = w.pool.dir() / "rebuilt.stream";
     write_file(rebuilt, out);
     fs::create_directory(w.pool.mountpoint() / "received");
-    btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
+    run_btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
     CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::new_initrd) == read_file(w.v2 / InitrdWorld::new_initrd));
     CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::reinstalled) == read_file(w.v2 / InitrdWorld::reinstalled));
 
@@ -515,7 +581,7 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
 
     // The predecessor changed after receipt, or is no longer gzip.
     const auto modified = w.pool.mountpoint() / "modified";
-    btrfs({"subvolume", "snapshot", w.v1.string(), modified.string()});
+    run_btrfs({"subvolume", "snapshot", w.v1.string(), modified.string()});
     auto changed = InitrdWorld::content_v1();
     changed[(12 << 20) + 5] ^= 1;
     write_file(modified / InitrdWorld::old_initrd, test::gnu_gzip(changed, 6));
@@ -534,7 +600,7 @@ TEST_CASE("parent ranges are read ahead into the page cache, and names that lead
     test::require_root_and_btrfs();
     test::ScratchPool pool{256ull << 20};
     const auto tree = pool.mountpoint() / "tree";
-    btrfs({"subvolume", "create", tree.string()});
+    run_btrfs({"subvolume", "create", tree.string()});
     write_file(tree / "lib/modules/a.ko", random_bytes(4 << 20, 1));
     write_file(tree / "lib/modules/b.ko", random_bytes(4 << 20, 2));
     write_file(pool.mountpoint() / "outside", random_bytes(1 << 20, 3));
