@@ -1043,13 +1043,14 @@ struct PayloadDecoder::State {
         default: break;  // read_group_head refused it
         }
         if (r.left() != 0) refuse("write group record has " + std::to_string(r.left()) + " bytes left over");
+        if (g.keep && data.size() > max_kept_bytes - kept_bytes)
+            refuse("more data kept than " + std::to_string(max_kept_bytes) + " bytes");
         std::optional<ParentBytes> from;
         if (g.encoding == Encoding::Copy) from = ParentBytes{g.source_path, g.source_offset, data};
         if (g.encoding == Encoding::Bsdiff) from = ParentBytes{g.source_path, g.source_offset, source};
         emit_writes(g.prefixes, g.lengths, g.total, data, g.digest, g.source_path,
                     g.encoding != Encoding::Literal && g.encoding != Encoding::Same, from);
         if (g.keep) {
-            if (data.size() > max_kept_bytes - kept_bytes) refuse("more data kept than " + std::to_string(max_kept_bytes) + " bytes");
             kept_bytes += data.size();
             kept.emplace(g.digest, std::move(data));
         }

@@ -8,10 +8,13 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
 #include "delta/bsdiff.hpp"
+#include "delta/payload.hpp"
 #include "delta/predecessors.hpp"
 #include "support/errors.hpp"
 #include "support/random.hpp"
+#include "support/scratch_pool.hpp"
 
 using namespace strata;
 using namespace strata::delta;
@@ -221,4 +224,33 @@ TEST_CASE("a changed file's predecessor: same path, then version tokens, then th
     CHECK(parent.of_size(99).empty());
     CHECK(parent.size_of("lib/libcurl.so.4.8.0") == 30);
     CHECK_FALSE(parent.size_of("nope").has_value());
+}
+
+TEST_CASE("a payload that would keep more than 64 MiB for later groups is refused before that group passes on") {
+    // Hand-made: the encoder never keeps that much. Three literal groups of 32 MiB, each kept.
+    const auto le = [](uint64_t value, size_t width) {
+        std::string out;
+        for (size_t i = 0; i < width; ++i) out += static_cast<char>(value >> (8 * i) & 0xff);
+        return out;
+    };
+    std::string body(payload_magic);
+    const auto record = [&](char type, const std::string& content) { body += type + le(content.size(), 8) + content; };
+    const std::string prefix = "a write's attributes", data(max_group_bytes, 'k');
+    for (char n : {'a', 'b', 'c'}) {
+        std::string group = le(1, 4) + le(prefix.size(), 4) + prefix + le(data.size(), 4);
+        group += static_cast<char>(0x80);  // literal, kept
+        group += std::string(63, '0') + n;  // the digest it is kept under
+        record('W', group + data);
+    }
+    record('E', "");
+    test::TempDir parent;
+    uint64_t passed = 0;
+    PayloadDecoder decoder(Dir::open(parent.path()), [&](std::string_view piece) { passed += piece.size(); }, 0);
+    const auto error = test::error_of([&] {
+        decoder.feed(body);
+        decoder.finish();
+    });
+    CHECK(error == "decode delta payload: record 3: more data kept than 67108864 bytes");
+    // The two groups before it, each one write command: header, prefix, data.
+    CHECK(passed == 2 * (10 + prefix.size() + data.size()));
 }

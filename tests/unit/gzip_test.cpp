@@ -125,6 +125,36 @@ TEST_CASE("GNU gzip's members, which zlib does not reproduce, are rebuilt byte f
     CHECK(gzip_member(*parameters, content) != test::gnu_gzip(content, 6));
 }
 
+TEST_CASE("headers with every optional field (extra, name, comment, header crc) are kept as they are") {
+    const auto content = text_like(100000, 7);
+    // FEXTRA 0x04, FNAME 0x08, FCOMMENT 0x10, FHCRC 0x02; the header crc is the low half of the
+    // header's crc32.
+    std::string header = std::string("\x1f\x8b\x08\x1e", 4) + std::string("\x01\x02\x03\x04\x00\x03", 6);
+    const std::string extra("SP\x04\x00" "abcd", 8);  // one subfield: id "SP", 4 bytes
+    header += static_cast<char>(extra.size()) + std::string(1, '\0') + extra;
+    header += std::string("initrd.img", 10) + '\0' + "built by a test" + '\0';
+    const auto crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(header.data()), static_cast<uInt>(header.size())));
+    header += static_cast<char>(crc & 0xff);
+    header += static_cast<char>(crc >> 8 & 0xff);
+    for (const bool gnu : {false, true}) {
+        CAPTURE(gnu);
+        const auto plain = gnu ? test::gnu_gzip(content, 9) : zlib_gzip(content, 9, 8);
+        // The plain member's own header: 10 bytes and the name.
+        const size_t body_at = 10 + std::string_view(plain).substr(10).find('\0') + 1;
+        const auto member = header + plain.substr(body_at);
+        REQUIRE(gunzip(member, content.size()) == content);
+        const auto parameters = reproducible_gzip(member, content);
+        REQUIRE(parameters);
+        CHECK(parameters->header == header);
+        CHECK(gzip_member(*parameters, content) == member);
+    }
+    // An extra field longer than the header, a name without its end: not a gzip member.
+    auto cut = header;
+    cut[10] = '\x7f';
+    CHECK_FALSE(gunzip(cut, 0));
+    CHECK_FALSE(gunzip(header.substr(0, 10 + 2 + extra.size() + 4), 0));
+}
+
 TEST_CASE("a member's content is read in windows that only move forward") {
     const auto content = test::text_like(1000000, 6);
     // The member read in pieces of 1000 bytes, as the client reads its parent's file.
