@@ -115,6 +115,14 @@ factory::MergeReport merge_etc(const pool::Pool& pool, const naming::Name& root,
     return with_context("merge /etc for", to.str(), [&] {
         const Dir root_tree = pool.top().open_dir(root.str());
         const auto etc = root_tree.try_open_dir("etc");
+        // Nothing to merge into: the first boot copies the new factory. Not walking both factory
+        // trees spares a deploy of a root that never booted (an image being built, a fresh
+        // install) a cold read of every vendor config file twice.
+        if (apply && !factory::populated(etc ? &*etc : nullptr)) {
+            report.skipped = "/etc of '" + root.str() + "' is empty: the first boot populates it from '" + to.str() +
+                             "'";
+            return report;
+        }
         const factory::Trees trees{*a, *b, etc ? &*etc : nullptr};
         report.changes = factory::plan(factory::scan(trees), factory::populated(trees.e));
         report.summary = factory::summarize(report.changes);

@@ -265,28 +265,63 @@ TEST_CASE("copy_paths replaces entries whole and checks every path first") {
         CHECK(p.path().filename().string().rfind(".#strata.", 0) != 0);
 }
 
-TEST_CASE("deploy merges etc after keeping the old state and etc sync swaps a read-only snapshot") {
-    test::require_root_and_btrfs();
+namespace {
+
+// A root and usr versions 1 and 2, each with a kernel and a factory /etc (os.conf names the
+// version; shadow is the same in both), and a directory as $BOOT.
+struct TwoVersions {
     test::ScratchPool scratch;
     test::TempDir work;
-    const auto p = pool::Pool::open(scratch.mountpoint());
-    const auto lock = p.lock(1s);
-    const auto root = naming::Name::parse("root:web:org.example.Demo:x86_64");
-    deploy::create_root(p, lock, root);
-    for (const std::string v : {"1", "2"}) {
-        const auto tree = work.path() / v;
-        fs::create_directories(tree / "lib/modules/6.1.0/");
-        std::ofstream(tree / "lib/modules/6.1.0/vmlinuz") << "k" << v;
-        std::ofstream(tree / "lib/modules/6.1.0/initrd.img") << "i" << v;
-        put(tree / "share/factory/etc/os.conf", "version " + v + "\n");
-        put(tree / "share/factory/etc/shadow", "root:*:1:\n", 0640, 0, 42);
-        vendor::import_directory(p, lock, naming::Name::parse("usr:org.example.Demo:x86_64:" + v), tree);
+    pool::Pool p = pool::Pool::open(scratch.mountpoint());
+    pool::Lock lock = p.lock(1s);
+    naming::Name root = naming::Name::parse("root:web:org.example.Demo:x86_64");
+    std::optional<deploy::BootTarget> boot;
+
+    TwoVersions() {
+        deploy::create_root(p, lock, root);
+        for (const std::string v : {"1", "2"}) {
+            const auto tree = work.path() / v;
+            fs::create_directories(tree / "lib/modules/6.1.0/");
+            std::ofstream(tree / "lib/modules/6.1.0/vmlinuz") << "k" << v;
+            std::ofstream(tree / "lib/modules/6.1.0/initrd.img") << "i" << v;
+            put(tree / "share/factory/etc/os.conf", "version " + v + "\n");
+            put(tree / "share/factory/etc/shadow", "root:*:1:\n", 0640, 0, 42);
+            vendor::import_directory(p, lock, naming::Name::parse("usr:org.example.Demo:x86_64:" + v), tree);
+        }
+        fs::create_directories(work.path() / "boot");
+        boot.emplace(Dir::open(work.path() / "boot"));
+        boot->tries = 0;
+        boot->efivars = work.path() / "no-efivars";
+        boot->cmdline = work.path() / "cmdline";
     }
-    fs::create_directories(work.path() / "boot");
-    deploy::BootTarget target(Dir::open(work.path() / "boot"));
-    target.tries = 0;
-    target.efivars = work.path() / "no-efivars";
-    target.cmdline = work.path() / "cmdline";
+};
+
+}  // namespace
+
+TEST_CASE("a root whose /etc was never populated gets no merge, and the report says why") {
+    test::require_root_and_btrfs();
+    TwoVersions w;
+    CHECK_FALSE(deploy::deploy(w.p, w.lock, *w.boot, w.root, std::string("1")).etc);
+    const auto d = deploy::deploy(w.p, w.lock, *w.boot, w.root, std::string("2"));
+    REQUIRE(d.etc);
+    CHECK(d.etc->skipped ==
+          "/etc of '" + w.root.str() + "' is empty: the first boot populates it from 'usr:org.example.Demo:x86_64:2'");
+    CHECK(d.etc->changes.empty());
+    CHECK(fs::is_empty(w.scratch.mountpoint() / w.root.str() / "etc"));
+    // What a merge would do is still there to see.
+    const auto diff = deploy::etc_diff(w.p, w.root.str(), std::string("1"));
+    CHECK_FALSE(diff.skipped);
+    CHECK(diff.summary.vendor_changed == 1);
+}
+
+TEST_CASE("deploy merges etc after keeping the old state and etc sync swaps a read-only snapshot") {
+    test::require_root_and_btrfs();
+    TwoVersions w;
+    auto& scratch = w.scratch;
+    auto& p = w.p;
+    auto& lock = w.lock;
+    const auto& root = w.root;
+    auto& target = *w.boot;
 
     auto d = deploy::deploy(p, lock, target, root, std::string("1"));
     CHECK_FALSE(d.etc);  // the first deploy moves from nothing
