@@ -1,6 +1,8 @@
 #include "btrfs/subvolume.hpp"
 
+#include <endian.h>
 #include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
@@ -224,6 +226,27 @@ bool same_extents(int a, int b, std::string_view label) {
     if (std::memcmp(fa.fsid, fb.fsid, sizeof fa.fsid) != 0) return false;
     const auto ma = extent_map(a, label), mb = extent_map(b, label);
     return ma && mb && *ma == *mb;
+}
+
+size_t count_received_from(const Dir& any_in_fs, const Uuid& uuid) {
+    // The UUID tree keys an entry by the uuid's two halves (little-endian) and lists the
+    // subvolume ids, one u64 each, in the item.
+    uint64_t halves[2];
+    std::memcpy(halves, uuid.data(), sizeof halves);
+    btrfs_ioctl_search_args args{};
+    auto& key = args.key;
+    key.tree_id = BTRFS_UUID_TREE_OBJECTID;
+    key.min_objectid = key.max_objectid = le64toh(halves[0]);
+    key.min_type = key.max_type = BTRFS_UUID_KEY_RECEIVED_SUBVOL;
+    key.min_offset = key.max_offset = le64toh(halves[1]);
+    key.max_transid = UINT64_MAX;
+    key.nr_items = 1;
+    if (::ioctl(any_in_fs.fd(), BTRFS_IOC_TREE_SEARCH, &args) != 0)
+        throw_errno("look up subvolumes received from " + format_uuid(uuid) + " on", any_in_fs.path().string());
+    if (key.nr_items == 0) return 0;
+    btrfs_ioctl_search_header header{};
+    std::memcpy(&header, args.buf, sizeof header);
+    return header.len / sizeof(uint64_t);
 }
 
 }  // namespace strata::btrfs

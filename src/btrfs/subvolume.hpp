@@ -80,4 +80,9 @@ void sync(const Dir& dir);
 // if the bytes happen to be equal.
 bool same_extents(int a, int b, std::string_view label);
 
+// How many subvolumes of the file system any_in_fs is on were received from the subvolume
+// `uuid` (their received_uuid), as the file system's UUID tree lists them: where btrfs receive
+// looks a clone source up, taking the first.
+size_t count_received_from(const Dir& any_in_fs, const Uuid& uuid);
+
 }  // namespace strata::btrfs

@@ -66,7 +66,10 @@ struct WriteTarget {
     uint64_t offset = 0;
 };
 
-std::optional<WriteTarget> write_target(std::string_view prefix, uint32_t version) {
+// data_size: a v1 prefix ends with the data's length, which must be it.
+std::optional<WriteTarget> write_target(std::string_view prefix, uint32_t version, size_t data_size) {
+    if (version == 1 && (prefix.size() < 2 || stream::load_le16(bytes_of(prefix), prefix.size() - 2) != data_size))
+        return std::nullopt;
     std::optional<std::string_view> path;
     std::optional<uint64_t> offset;
     bool data = false;
@@ -133,7 +136,7 @@ bool CloneWriter::same_block(uint64_t offset, std::string_view block, const Pare
 }
 
 void CloneWriter::write(std::string_view prefix, std::string_view data, const ParentBytes& parent) {
-    const auto target = write_target(prefix, version_);
+    const auto target = write_target(prefix, version_, data.size());
     if (!target || parent.path.empty()) {
         flush();
         out_(stream::make_command(Cmd::Write, prefix, data));

@@ -1001,7 +1001,7 @@ struct PayloadDecoder::State {
         if (!clone_block || !start.known() || !start.parent() || start.parent()->uuid != clone_from->uuid ||
             start.parent()->ctransid != clone_from->ctransid)
             return nullptr;
-        if (!cloner) cloner.emplace(start.version(), *start.parent(), *clone_block, out);
+        if (!cloner) cloner.emplace(start.version(), *start.parent(), *clone_block, [this](std::string_view c) { out(c); });
         return &*cloner;
     }
 

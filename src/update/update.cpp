@@ -4,7 +4,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "base/crash.hpp"
@@ -258,10 +257,13 @@ vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, 
     return [&pool, &plan, file, &progress](const vendor::Sink& sink) {
         const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
         if (!in) throw_errno("open", file.string());
-        // A parent this pool received can lend its blocks to the new tree (btrfs receive finds
-        // clone sources by received_uuid only).
+        // A parent this pool received can lend its blocks to the new tree: btrfs receive finds
+        // clone sources by received_uuid only, and takes the first subvolume that has it, so
+        // only a parent that is the only one received from that uuid is sure to be the one whose
+        // bytes the decoder checked.
         std::optional<stream::SubvolumeRef> clone_from;
-        if (const auto parent = pool.find(*plan.parent); parent && !btrfs::is_null(parent->info.received_uuid))
+        if (const auto parent = pool.find(*plan.parent); parent && !btrfs::is_null(parent->info.received_uuid) &&
+                                                         btrfs::count_received_from(pool.top(), parent->info.received_uuid) == 1)
             clone_from = stream::SubvolumeRef{parent->info.received_uuid, parent->info.stransid};
         delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink, delta::default_lookahead_bytes, clone_from);
         vendor::ZstdDecoder zstd;

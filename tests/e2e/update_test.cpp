@@ -161,8 +161,12 @@ TEST_CASE("a strata delta is used when it is the smallest payload, and the plain
     test::require_root_and_btrfs();
     World w;
     // A relinked library: every address moved, so a plain delta ships it whole.
+    // And a data file that only grows a line: all but its last block come from the parent.
     const auto library = [](uint32_t shift) {
-        return [shift](const fs::path& tree) { put(tree / "lib/libbig.so.1", test::code_like(60000, shift)); };
+        return [shift](const fs::path& tree) {
+            put(tree / "lib/libbig.so.1", test::code_like(60000, shift));
+            put(tree / "share/data.bin", random_bytes(300000, 5) + "release " + std::to_string(shift) + "\n");
+        };
     };
     w.release("1", 64 << 10, "x86_64", library(0));
     require_ok(w.publish(usr("1")));
@@ -197,6 +201,11 @@ TEST_CASE("a strata delta is used when it is the smallest payload, and the plain
         CHECK(w.bytes_served(sdelta3["file"].get<std::string>()) == sdelta3["compressed_size"].get<uint64_t>());
         CHECK(w.bytes_served(plain3["file"].get<std::string>()) == 0);
         CHECK(w.same_tree(usr("3")).empty());
+        // The unchanged blocks were cloned from the parent, not written again.
+        const auto data = [&](const std::string& v) { return w.client_pool.mountpoint() / usr(v) / "share/data.bin"; };
+        CHECK(test::physical_at(data("3"), 4096) == test::physical_at(data("1"), 4096));
+        CHECK(test::physical_at(data("3"), 290000) == test::physical_at(data("1"), 290000));
+        CHECK(test::physical_at(data("3"), 299999) != test::physical_at(data("1"), 299999));  // the block with the new line
         const auto inspect = nlohmann::json::parse(w.client({"inspect", usr("3"), "--json"}).out);
         CHECK(inspect["read_only"] == true);
     }

@@ -8,6 +8,7 @@
 
 #include "support/errors.hpp"
 #include "base/error.hpp"
+#include "base/process.hpp"
 #include "btrfs/subvolume.hpp"
 #include "support/scratch_pool.hpp"
 
@@ -158,4 +159,26 @@ TEST_CASE("same_extents: a snapshot's or a reflink's untouched file, not a copy,
     write_file_atomic(b, "short", data.substr(0, 4096));
     CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), open(b, "short").get(), "short"));
     CHECK_FALSE(btrfs::same_extents(open(a, "kernel").get(), a.fd(), "a"));
+}
+
+TEST_CASE("count_received_from counts the subvolumes received from one, wherever they are") {
+    test::require_root_and_btrfs();
+    test::ScratchPool scratch;
+    const Dir top = Dir::open(scratch.mountpoint());
+    btrfs::create_subvolume(top, "sent");
+    write_text(top.open_dir("sent"), "file", "bytes");
+    btrfs::set_read_only(top.open_dir("sent"), true);
+    const auto uuid = btrfs::info(top.open_dir("sent")).uuid;
+    CHECK(btrfs::count_received_from(top, uuid) == 0);
+    const auto stream = scratch.dir() / "sent.stream";
+    REQUIRE(run_process({"btrfs", "send", "-q", "-f", stream.string(), (scratch.mountpoint() / "sent").string()}).exit_status == 0);
+    // Received once, then again deeper down: btrfs receive would find either.
+    for (const char* into : {"first", "nested/deeper"}) {
+        std::filesystem::create_directories(scratch.mountpoint() / into);
+        REQUIRE(run_process({"btrfs", "receive", "-q", "-f", stream.string(), (scratch.mountpoint() / into).string()})
+                    .exit_status == 0);
+        CHECK(btrfs::count_received_from(top, uuid) == (std::string(into) == "first" ? 1u : 2u));
+    }
+    CHECK(btrfs::count_received_from(top.open_dir("nested"), uuid) == 2);
+    CHECK(btrfs::count_received_from(top, btrfs::info(top.open_dir("nested/deeper/sent")).uuid) == 0);
 }

@@ -3,7 +3,10 @@
 #include <acl/libacl.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <sys/acl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -19,6 +22,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -811,6 +815,23 @@ std::string code_like(size_t records, uint32_t shift, unsigned seed) {
         s += "\xe8\x00\x00\x00\x00\xc3";
     }
     return s;
+}
+
+uint64_t physical_at(const std::filesystem::path& file, uint64_t offset) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("open " + file.string() + ": " + std::strerror(errno));
+    std::vector<std::byte> buffer(sizeof(fiemap) + sizeof(fiemap_extent));
+    auto* map = reinterpret_cast<fiemap*>(buffer.data());
+    map->fm_start = offset;
+    map->fm_length = 1;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = 1;
+    const int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+    const int error = errno;
+    ::close(fd);
+    if (rc != 0) throw std::runtime_error("map extents of " + file.string() + ": " + std::strerror(error));
+    if (map->fm_mapped_extents != 1) throw std::runtime_error(file.string() + ": no extent at " + std::to_string(offset));
+    return map->fm_extents[0].fe_physical + (offset - map->fm_extents[0].fe_logical);
 }
 
 }  // namespace strata::test

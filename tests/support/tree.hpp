@@ -90,4 +90,8 @@ struct CompareOptions {
 std::vector<std::string> compare_trees(const std::filesystem::path& a, const std::filesystem::path& b,
                                        CompareOptions options = {});
 
+// Where on the device the byte at `offset` of `file` lies (FIEMAP, its data written out first):
+// two files share that block when they give the same answer. Throws when it cannot tell.
+uint64_t physical_at(const std::filesystem::path& file, uint64_t offset);
+
 }  // namespace strata::test

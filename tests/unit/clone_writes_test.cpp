@@ -81,33 +81,36 @@ std::string text(const Parsed& p, Attr a) { return p.attrs.at(static_cast<uint16
 
 const stream::SubvolumeRef parent_ref{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, 77};
 
-// What btrfs receive makes of the commands: the file "f", starting from nothing; clones copy
-// from `source`, the parent's file.
+// What btrfs receive makes of the commands: the files they name, starting from nothing; clones
+// copy from the parent's files in `sources`.
 struct Receiver {
     uint32_t version;
-    std::string_view source;
-    std::string file;
+    std::map<std::string, std::string> sources;
+    std::map<std::string, std::string> files;
     uint64_t cloned = 0, written = 0;
     std::vector<Parsed> commands;
 
     void operator()(std::string_view command) {
         auto p = parse(command, version);
-        CHECK(text(p, Attr::Path) == "f");
+        auto& file = files[text(p, Attr::Path)];
         const uint64_t offset = u64(p, Attr::FileOffset);
         std::string bytes;
         if (p.type == Cmd::Clone) {
             const uint64_t length = u64(p, Attr::CloneLen), from = u64(p, Attr::CloneOffset);
-            CHECK(text(p, Attr::ClonePath) == "lib/old");
+            const auto& source = sources.at(text(p, Attr::ClonePath));
             CHECK(text(p, Attr::CloneUuid) == std::string(parent_ref.uuid.begin(), parent_ref.uuid.end()));
             CHECK(u64(p, Attr::CloneCtransid) == 77);
+            CHECK(from == offset);
             CHECK(offset % 4096 == 0);
             CHECK(length % 4096 == 0);
-            CHECK(from + length <= source.size());
+            CHECK(length > 0);
+            REQUIRE(from + length <= source.size());
             bytes = source.substr(from, length);
             cloned += length;
         } else {
             REQUIRE(p.type == Cmd::Write);
             bytes = p.data;
+            if (version == 1) CHECK(bytes.size() < 65536);
             written += bytes.size();
         }
         if (file.size() < offset + bytes.size()) file.resize(offset + bytes.size());
@@ -123,13 +126,13 @@ TEST_CASE("CloneWriter clones the whole blocks the parent has at the same offset
     std::string now = old;
     now[20000] ^= 0x5a;
     now += "a line appended at the end\n";
-    Receiver r{1, old, {}, 0, 0, {}};
+    Receiver r{1, {{"lib/old", old}}, {}, 0, 0, {}};
     CloneWriter w(1, parent_ref, 4096, std::ref(r));
     const ParentBytes parent{"lib/old", 0, old};
     w.write(write_prefix("f", 0, 24576, 1), std::string_view(now).substr(0, 24576), parent);
     w.write(write_prefix("f", 24576, now.size() - 24576, 1), std::string_view(now).substr(24576), parent);
     w.flush();
-    CHECK(r.file == now);
+    CHECK(r.files["f"] == now);
     // Blocks 0-3 cloned, block 4 (the changed byte) written, blocks 5-9 one clone across both
     // writes, the appended tail written.
     REQUIRE(r.commands.size() == 4);
@@ -145,29 +148,72 @@ TEST_CASE("CloneWriter clones the whole blocks the parent has at the same offset
     CHECK(r.commands[3].data == "a line appended at the end\n");
 }
 
-TEST_CASE("CloneWriter builds the original file from any split of writes, edits and offsets, v1 and v2") {
+TEST_CASE("CloneWriter never merges clones of other files, other sources or across a gap") {
+    const std::string a = test::random_bytes(16384, 2), b = test::random_bytes(16384, 3);
+    Receiver r{2, {{"lib/a", a}, {"lib/b", b}}, {}, 0, 0, {}};
+    CloneWriter w(2, parent_ref, 4096, std::ref(r));
+    const auto part = [](const std::string& s, size_t at, size_t n) { return std::string_view(s).substr(at, n); };
+    w.write(write_prefix("f", 0, 8192, 2), part(a, 0, 8192), ParentBytes{"lib/a", 0, a});
+    w.write(write_prefix("g", 8192, 8192, 2), part(a, 8192, 8192), ParentBytes{"lib/a", 0, a});  // another file
+    w.write(write_prefix("g", 16384, 4096, 2), part(b, 0, 4096), ParentBytes{"lib/b", 0, b});  // b at another offset: written
+    w.write(write_prefix("f", 8192, 4096, 2), part(b, 8192, 4096), ParentBytes{"lib/b", 0, b});  // another source
+    w.write(write_prefix("f", 16384, 4096, 2), part(b, 12288, 4096), ParentBytes{"lib/b", 8192, part(b, 8192, 8192)});
+    w.write(write_prefix("f", 12288, 4096, 2), part(b, 12288, 4096), ParentBytes{"lib/b", 8192, part(b, 8192, 4096)});
+    w.flush();
+    std::vector<std::pair<Cmd, uint64_t>> seen;
+    for (const auto& c : r.commands)
+        seen.emplace_back(c.type, c.type == Cmd::Clone ? u64(c, Attr::CloneLen) : c.data.size());
+    // f 0+8K from a; g 8K+8K from a; g's 4K of b at another offset written; f 8K+4K from b; f
+    // 16K written (b's bytes at 12K, not at 16K); f 12K: the window ends before it, written.
+    CHECK(seen == std::vector<std::pair<Cmd, uint64_t>>{{Cmd::Clone, 8192}, {Cmd::Clone, 8192}, {Cmd::Write, 4096},
+                                                         {Cmd::Clone, 4096}, {Cmd::Write, 4096}, {Cmd::Write, 4096}});
+    CHECK(text(r.commands[1], Attr::ClonePath) == "lib/a");
+    CHECK(text(r.commands[3], Attr::ClonePath) == "lib/b");
+}
+
+TEST_CASE("CloneWriter builds the original files from any split of writes, gaps, windows and offsets, v1 and v2") {
     std::mt19937 rng(11);
-    for (unsigned round = 0; round < 200; ++round) {
+    for (unsigned round = 0; round < 300; ++round) {
         CAPTURE(round);
         const uint32_t version = 1 + rng() % 2;
-        const std::string old = test::random_bytes(4096 * (1 + rng() % 24) + rng() % 4096, round);
-        std::string now = old.substr(0, rng() % (old.size() + 1));
-        for (int edits = rng() % 4; edits > 0 && !now.empty(); --edits) now[rng() % now.size()] ^= 1;
-        now += test::random_bytes(rng() % 9000, round + 1000);
-        if (now.empty()) now = "x";
-        // The parent's bytes the payload read: all of its file, or a window of it.
-        const uint64_t from = rng() % 3 == 0 ? (rng() % (old.size() + 1)) : 0;
-        const ParentBytes parent{"lib/old", from, std::string_view(old).substr(from)};
-        Receiver r{version, old, {}, 0, 0, {}};
+        Receiver r{version, {}, {}, 0, 0, {}};
         CloneWriter w(version, parent_ref, 4096, std::ref(r));
-        for (size_t at = 0; at < now.size();) {
-            const size_t n = std::min<size_t>(now.size() - at, 1 + rng() % (version == 1 ? 60000 : 200000));
-            w.write(write_prefix("f", at, n, version), std::string_view(now).substr(at, n), parent);
-            at += n;
+        std::map<std::string, std::string> expected;
+        for (const std::string name : {"f", "g"}) {
+            const std::string old = test::random_bytes(4096 * (1 + rng() % 24) + rng() % 4096, round * 2 + (name == "g"));
+            r.sources["lib/" + name] = old;
+            std::string now = old.substr(0, rng() % (old.size() + 1));
+            for (int edits = static_cast<int>(rng() % 4); edits > 0 && !now.empty(); --edits) now[rng() % now.size()] ^= 1;
+            now += test::random_bytes(rng() % 9000, round + 1000);
+            expected[name] = now;
+        }
+        // Writes of both files interleaved, in pieces, some bytes never written (holes, zeros).
+        std::map<std::string, size_t> at{{"f", 0}, {"g", 0}};
+        while (at["f"] < expected["f"].size() || at["g"] < expected["g"].size()) {
+            const std::string name = at["f"] >= expected["f"].size() ? "g" : at["g"] >= expected["g"].size() ? "f" : (rng() % 2 ? "f" : "g");
+            auto& pos = at[name];
+            const auto& now = expected[name];
+            const size_t n = std::min<size_t>(now.size() - pos, 1 + rng() % (version == 1 ? 60000 : 200000));
+            if (rng() % 8 == 0) {  // a hole
+                expected[name].replace(pos, n, std::string(n, '\0'));
+                pos += n;
+                continue;
+            }
+            // The parent's bytes the payload read: a window of the source file anywhere.
+            const auto& old = r.sources["lib/" + name];
+            const size_t from = rng() % 3 == 0 ? rng() % (old.size() + 1) : 0;
+            const size_t to = rng() % 3 == 0 ? from + rng() % (old.size() - from + 1) : old.size();
+            w.write(write_prefix(name, pos, n, version), std::string_view(expected[name]).substr(pos, n),
+                    ParentBytes{"lib/" + name, from, std::string_view(old).substr(from, to - from)});
+            pos += n;
         }
         w.flush();
-        REQUIRE(r.file == now);
-        CHECK(r.cloned + r.written == now.size());
+        for (const auto& [name, now] : expected) {
+            auto got = r.files[name];
+            got.resize(now.size());  // a hole at the end is a size that a later command sets
+            REQUIRE(got == now);
+        }
+        CHECK(r.cloned + r.written <= expected["f"].size() + expected["g"].size());
     }
 }
 
@@ -211,4 +257,24 @@ TEST_CASE("StreamStart reads the version and the parent an incremental stream's 
     garbage.feed("not a send stream at all");
     CHECK(garbage.known());
     CHECK_FALSE(garbage.parent());
+
+    // Hostile starts: no parent, never a crash, and no waiting for more than a command's worth.
+    const auto start_of = [&](uint32_t version, const std::string& payload) {
+        StreamStart s;
+        s.feed(std::string(stream::stream_magic) + le(version, 4) + stream::make_command(Cmd::Snapshot, payload));
+        return s;
+    };
+    const auto uuid = std::string(parent_ref.uuid.begin(), parent_ref.uuid.end());
+    auto v1 = start_of(1, attr(Attr::Path, "v2") + attr(Attr::CloneUuid, uuid) + attr(Attr::CloneCtransid, le(77, 8)));
+    REQUIRE(v1.parent());
+    CHECK(v1.version() == 1);
+    CHECK_FALSE(start_of(2, attr(Attr::CloneUuid, uuid.substr(0, 15)) + attr(Attr::CloneCtransid, le(77, 8))).parent());
+    CHECK_FALSE(start_of(2, attr(Attr::CloneUuid, uuid)).parent());  // no ctransid
+    CHECK_FALSE(start_of(2, attr(Attr::CloneUuid, uuid) + attr(Attr::CloneCtransid, le(77, 4))).parent());
+    CHECK_FALSE(start_of(2, attr(Attr::CloneUuid, uuid) + le(static_cast<uint16_t>(Attr::Path), 2) + le(500, 2)).parent());
+    StreamStart huge;  // a first command said to be 1 GiB long
+    huge.feed(std::string(stream::stream_magic) + le(2, 4) + le(1u << 30, 4) + le(static_cast<uint16_t>(Cmd::Snapshot), 2) +
+              le(0, 4));
+    CHECK(huge.known());
+    CHECK_FALSE(huge.parent());
 }
