@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "base/crash.hpp"
 #include "base/error.hpp"
@@ -250,37 +251,48 @@ fs::path download(const pool::Pool& pool, const Plan& plan, const repo::FetchOpt
     return dir.path_of(done);
 }
 
+// The parent as btrfs receive would find it as a clone source, when the new tree may take its
+// blocks from it: a parent this pool received (receive finds clone sources by received_uuid
+// only) and the only subvolume received from that uuid (receive takes the first it finds), so
+// that it is sure to be the one whose bytes the decoder checked.
+std::optional<stream::SubvolumeRef> clone_source(const pool::Pool& pool, const std::string& parent_name) {
+    const auto parent = pool.find(parent_name);
+    if (!parent || btrfs::is_null(parent->info.received_uuid) ||
+        btrfs::count_received_from(pool.top(), parent->info.received_uuid) != 1)
+        return std::nullopt;
+    return stream::SubvolumeRef{parent->info.received_uuid, parent->info.stransid};
+}
+
 // Rebuilds the send stream of a downloaded delta payload against the local parent, for import:
 // the parent is opened once, read-only as every vendor tree, and the stream's digest must be the
-// signed one before the import may name the tree.
-vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, const fs::path& file, const ProgressFn& progress) {
-    return [&pool, &plan, file, &progress](const vendor::Sink& sink) {
-        const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!in) throw_errno("open", file.string());
-        // A parent this pool received can lend its blocks to the new tree: btrfs receive finds
-        // clone sources by received_uuid only, and takes the first subvolume that has it, so
-        // only a parent that is the only one received from that uuid is sure to be the one whose
-        // bytes the decoder checked.
-        std::optional<stream::SubvolumeRef> clone_from;
-        if (const auto parent = pool.find(*plan.parent); parent && !btrfs::is_null(parent->info.received_uuid) &&
-                                                         btrfs::count_received_from(pool.top(), parent->info.received_uuid) == 1)
-            clone_from = stream::SubvolumeRef{parent->info.received_uuid, parent->info.stransid};
-        delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink, delta::default_lookahead_bytes, clone_from);
-        vendor::ZstdDecoder zstd;
-        const vendor::Sink feed = [&](std::string_view body) { decoder.feed(body); };
-        std::string buffer(1u << 20, '\0');
-        uint64_t consumed = 0;
-        while (const size_t n = read_full(in.get(), buffer.data(), buffer.size(), file.string())) {
-            zstd.feed(std::string_view(buffer.data(), n), feed);
-            consumed += n;
-            if (progress) progress({"receive", consumed, plan.download_bytes});
+// signed one before the import may name the tree. decoder_failed is set when the rebuilding
+// itself failed (not the receive it feeds).
+vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, const fs::path& file, const ProgressFn& progress,
+                                      std::optional<stream::SubvolumeRef> clone_from, bool& decoder_failed) {
+    return [&pool, &plan, file, &progress, clone_from, &decoder_failed](const vendor::Sink& sink) {
+        try {
+            const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!in) throw_errno("open", file.string());
+            delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink, delta::default_lookahead_bytes, clone_from);
+            vendor::ZstdDecoder zstd;
+            const vendor::Sink feed = [&](std::string_view body) { decoder.feed(body); };
+            std::string buffer(1u << 20, '\0');
+            uint64_t consumed = 0;
+            while (const size_t n = read_full(in.get(), buffer.data(), buffer.size(), file.string())) {
+                zstd.feed(std::string_view(buffer.data(), n), feed);
+                consumed += n;
+                if (progress) progress({"receive", consumed, plan.download_bytes});
+            }
+            zstd.finish();
+            const auto rebuilt = decoder.finish();
+            if (rebuilt.stream_sha256 != plan.stream_sha256)
+                throw Error("verify", plan.payload_url,
+                            "the rebuilt stream's sha256 " + rebuilt.stream_sha256 + " is not the signed " + plan.stream_sha256,
+                            Fault::InvalidInput);
+        } catch (const Error&) {
+            decoder_failed = true;
+            throw;
         }
-        zstd.finish();
-        const auto rebuilt = decoder.finish();
-        if (rebuilt.stream_sha256 != plan.stream_sha256)
-            throw Error("verify", plan.payload_url,
-                        "the rebuilt stream's sha256 " + rebuilt.stream_sha256 + " is not the signed " + plan.stream_sha256,
-                        Fault::InvalidInput);
     };
 }
 
@@ -425,7 +437,25 @@ UpdateReport update(const pool::Pool& pool, const pool::Lock& lock, const deploy
                 const vendor::ImportOptions import{.base = {}, .on_conflict = pool::OnConflict::Fail, .progress = options.progress};
                 if (plan.payload_kind == repo::delta_kind) {
                     try {
-                        vendor::import_stream(pool, lock, name, plan.payload_url, delta_producer(pool, plan, file, options.progress), import);
+                        const auto clone_from = clone_source(pool, *plan.parent);
+                        bool decoder_failed = false;
+                        try {
+                            vendor::import_stream(pool, lock, name, plan.payload_url,
+                                                  delta_producer(pool, plan, file, options.progress, clone_from, decoder_failed),
+                                                  import);
+                        } catch (const Error& e) {
+                            // Receive failed on a stream the decoder rebuilt and checked: the
+                            // kernel refuses some clones (between files with and without data
+                            // checksums, when the parent was received under other nodatasum or
+                            // nodatacow settings than the pool has now). The same payload
+                            // applies written out, without a second download.
+                            if (!clone_from || decoder_failed || e.fault() == Fault::Busy) throw;
+                            spdlog::debug("'{}' did not apply with blocks cloned from '{}' ({}); applying it written out",
+                                         *plan.target, *plan.parent, e.what());
+                            vendor::import_stream(pool, lock, name, plan.payload_url,
+                                                  delta_producer(pool, plan, file, options.progress, std::nullopt, decoder_failed),
+                                                  import);
+                        }
                     } catch (...) {
                         std::error_code ec;
                         fs::remove(file, ec);  // useless once it failed to apply here

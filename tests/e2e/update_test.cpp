@@ -239,6 +239,30 @@ TEST_CASE("a strata delta is used when it is the smallest payload, and the plain
     }
 }
 
+TEST_CASE("a delta whose clones the kernel refuses is applied again without them, not downloaded again") {
+    test::require_root_and_btrfs();
+    World w;
+    const auto data = [](const std::string& v) {
+        return [v](const fs::path& tree) { put(tree / "share/data.bin", random_bytes(300000, 5) + "release " + v + "\n"); };
+    };
+    w.release("1", 64 << 10, "x86_64", data("1"));
+    require_ok(w.publish(usr("1")));
+    CHECK(w.update()["kind"] == "full");
+    // The parent's files have data checksums; what receive creates from now on has none, and the
+    // kernel does not clone between the two.
+    REQUIRE(run_process({"mount", "-o", "remount,nodatasum", w.client_pool.mountpoint().string()}).exit_status == 0);
+    w.release("2", 64 << 10, "x86_64", data("2"));
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    const auto sdelta = w.payload(usr("2"), usr("1"), "strata-delta"), plain = w.payload(usr("2"), usr("1"));
+    const auto j = w.update();
+    CHECK(j["kind"] == "delta");
+    CHECK(j["fallback"].is_null());
+    CHECK(j["deployment"]["usr"] == usr("2"));
+    CHECK(w.bytes_served(sdelta["file"].get<std::string>()) == sdelta["compressed_size"].get<uint64_t>());
+    CHECK(w.bytes_served(plain["file"].get<std::string>()) == 0);
+    CHECK(w.same_tree(usr("2")).empty());
+}
+
 TEST_CASE("a kernel an update keeps is copied to $BOOT while the new version is received") {
     test::require_root_and_btrfs();
     World w;
