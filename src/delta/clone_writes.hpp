@@ -47,14 +47,13 @@ struct ParentBytes {
 
 using CommandSink = std::function<void(std::string_view command)>;
 
-// Turns write commands (the payload's prefix: the attributes before the data, and the data) into
-// writes and clones for out. A prefix that is not path, offset, data as the kernel lays them out
-// passes on as the original command.
+// Turns write commands (whole, as make_command builds them) into writes and clones for out. A
+// command that is not path, offset, data as the kernel lays them out passes on as it is.
 class CloneWriter {
 public:
     CloneWriter(uint32_t version, stream::SubvolumeRef parent, uint64_t block_size, CommandSink out);
     // One write command; clones of consecutive blocks are merged across calls until flush().
-    void write(std::string_view prefix, std::string_view data, const ParentBytes& parent);
+    void write(std::string_view command, const ParentBytes& parent);
     void flush();
 
 private:

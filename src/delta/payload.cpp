@@ -165,39 +165,6 @@ private:
     uint32_t version_ = 0;
 };
 
-// A command's attributes by type (the kernel sends each at most once; a stream strata's own
-// btrfs send just wrote). `data_at` is where the data value starts in the payload.
-struct Attributes {
-    std::map<uint16_t, std::string_view> values;
-    size_t data_at = 0;
-    std::optional<std::string_view> get(Attr attr) const {
-        const auto it = values.find(static_cast<uint16_t>(attr));
-        if (it == values.end()) return std::nullopt;
-        return it->second;
-    }
-};
-
-Attributes split(std::string_view payload, uint32_t version) {
-    Attributes attrs;
-    const auto bytes = bytes_of(payload);
-    size_t pos = 0;
-    while (pos + 2 <= payload.size()) {
-        const uint16_t type = stream::load_le16(bytes, pos);
-        pos += 2;
-        size_t length = payload.size() - pos;
-        if (version == 1 || type != static_cast<uint16_t>(Attr::Data)) {
-            if (pos + 2 > payload.size()) break;
-            length = stream::load_le16(bytes, pos);
-            pos += 2;
-        }
-        if (length > payload.size() - pos) break;
-        if (type == static_cast<uint16_t>(Attr::Data)) attrs.data_at = pos;
-        attrs.values.emplace(type, payload.substr(pos, length));
-        pos += length;
-    }
-    return attrs;
-}
-
 // A write command as a payload rebuilds it from parts: its path, offset, data, and the bytes
 // before the data. Only the kernel's layout (data last, not empty) qualifies; nullopt for
 // anything else, which goes into the payload as it is.
@@ -208,7 +175,7 @@ struct WriteParts {
 };
 
 std::optional<WriteParts> write_parts(const Command& command, uint32_t version) {
-    const auto attrs = split(command.payload(), version);
+    const auto attrs = stream::view_attributes(command.payload(), version);
     const auto path = attrs.get(Attr::Path), offset = attrs.get(Attr::FileOffset), data = attrs.get(Attr::Data);
     if (!path || !offset || offset->size() != 8 || !data || data->empty() ||
         attrs.data_at + data->size() != command.payload().size())
@@ -232,7 +199,7 @@ class FinalNames {
 public:
     void learn(const Command& command, uint32_t version) {
         if (command.type != Cmd::Rename) return;
-        const auto attrs = split(command.payload(), version);
+        const auto attrs = stream::view_attributes(command.payload(), version);
         const auto from = attrs.get(Attr::Path), to = attrs.get(Attr::PathTo);
         if (!from || !to) return;
         const auto slash = from->rfind('/');
@@ -1089,7 +1056,7 @@ struct PayloadDecoder::State {
                 continue;
             }
             account(command);
-            clones->write(prefixes[i], piece, *from);
+            clones->write(command, *from);
         }
         if (clones) clones->flush();
     }

@@ -34,4 +34,53 @@ std::string make_command(Cmd type, std::string_view payload, std::string_view pa
     return command;
 }
 
+std::optional<uint64_t> AttributeView::get_u64(Attr attr) const {
+    const auto value = get(attr);
+    if (!value || value->size() != 8) return std::nullopt;
+    return load_le64(std::as_bytes(std::span(value->data(), value->size())), 0);
+}
+
+AttributeView view_attributes(std::string_view payload, uint32_t version) {
+    AttributeView attrs;
+    const auto bytes = std::as_bytes(std::span(payload.data(), payload.size()));
+    size_t pos = 0;
+    while (pos + 2 <= payload.size()) {
+        const uint16_t type = load_le16(bytes, pos);
+        pos += 2;
+        size_t length = payload.size() - pos;
+        if (version == 1 || type != static_cast<uint16_t>(Attr::Data)) {
+            if (pos + 2 > payload.size()) break;
+            length = load_le16(bytes, pos);
+            pos += 2;
+        }
+        if (length > payload.size() - pos) break;
+        if (type == static_cast<uint16_t>(Attr::Data)) attrs.data_at = pos;
+        attrs.values.emplace(type, payload.substr(pos, length));
+        pos += length;
+    }
+    attrs.whole = pos == payload.size();
+    return attrs;
+}
+
+void put_attribute(std::string& payload, Attr type, std::string_view value) {
+    std::array<std::byte, 4> head{};
+    store_le(head.data(), static_cast<uint16_t>(type), 2);
+    store_le(head.data() + 2, value.size(), 2);
+    payload.append(reinterpret_cast<const char*>(head.data()), head.size());
+    payload += value;
+}
+
+void put_attribute(std::string& payload, Attr type, uint64_t value) {
+    std::array<std::byte, 8> bytes{};
+    store_le(bytes.data(), value, 8);
+    put_attribute(payload, type, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+void put_data_head(std::string& payload, size_t data_size, uint32_t version) {
+    std::array<std::byte, 4> head{};
+    store_le(head.data(), static_cast<uint16_t>(Attr::Data), 2);
+    store_le(head.data() + 2, data_size, 2);
+    payload.append(reinterpret_cast<const char*>(head.data()), version == 1 ? 4 : 2);
+}
+
 }  // namespace strata::stream

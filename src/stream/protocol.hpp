@@ -4,6 +4,8 @@
 // attribute numbers, the framing, and the checksum of a command. docs/send-stream.md.
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -53,5 +55,29 @@ uint32_t command_crc(std::span<const std::byte> header, std::span<const std::byt
 // given as the payload's first part and the rest (a write's attributes before its data, and the
 // data), so that rebuilding a stream copies its data once.
 std::string make_command(Cmd type, std::string_view payload, std::string_view payload_rest = {});
+
+// A command's attributes by type, as a payload that strata itself checked or built holds them
+// (each at most once, as the kernel sends them). `data_at` is where the data value starts in the
+// payload; `whole` is false when the payload does not end with its last attribute. Not a
+// validator: untrusted streams go through StreamValidator (send_stream.hpp).
+struct AttributeView {
+    std::map<uint16_t, std::string_view> values;
+    size_t data_at = 0;
+    bool whole = true;
+    std::optional<std::string_view> get(Attr attr) const {
+        const auto it = values.find(static_cast<uint16_t>(attr));
+        if (it == values.end()) return std::nullopt;
+        return it->second;
+    }
+    std::optional<uint64_t> get_u64(Attr attr) const;  // nullopt unless 8 bytes
+};
+AttributeView view_attributes(std::string_view payload, uint32_t version);
+
+// Appends an attribute (type, u16 length, value) to a payload being built.
+void put_attribute(std::string& payload, Attr type, std::string_view value);
+void put_attribute(std::string& payload, Attr type, uint64_t value);  // as 8 bytes little-endian
+// Appends the head of a payload's last attribute, the data of a write: its type and, in v1, its
+// length; the data itself follows (make_command's payload_rest).
+void put_data_head(std::string& payload, size_t data_size, uint32_t version);
 
 }  // namespace strata::stream

@@ -38,6 +38,11 @@ std::string write_prefix(std::string_view path, uint64_t offset, size_t data_siz
     return p;
 }
 
+// A whole write command.
+std::string write_command(std::string_view path, uint64_t offset, std::string_view data, uint32_t version) {
+    return stream::make_command(Cmd::Write, write_prefix(path, offset, data.size(), version), data);
+}
+
 std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
 struct Parsed {
@@ -129,8 +134,8 @@ TEST_CASE("CloneWriter clones the whole blocks the parent has at the same offset
     Receiver r{1, {{"lib/old", old}}, {}, 0, 0, {}};
     CloneWriter w(1, parent_ref, 4096, std::ref(r));
     const ParentBytes parent{"lib/old", 0, old};
-    w.write(write_prefix("f", 0, 24576, 1), std::string_view(now).substr(0, 24576), parent);
-    w.write(write_prefix("f", 24576, now.size() - 24576, 1), std::string_view(now).substr(24576), parent);
+    w.write(write_command("f", 0, std::string_view(now).substr(0, 24576), 1), parent);
+    w.write(write_command("f", 24576, std::string_view(now).substr(24576), 1), parent);
     w.flush();
     CHECK(r.files["f"] == now);
     // Blocks 0-3 cloned, block 4 (the changed byte) written, blocks 5-9 one clone across both
@@ -153,12 +158,12 @@ TEST_CASE("CloneWriter never merges clones of other files, other sources or acro
     Receiver r{2, {{"lib/a", a}, {"lib/b", b}}, {}, 0, 0, {}};
     CloneWriter w(2, parent_ref, 4096, std::ref(r));
     const auto part = [](const std::string& s, size_t at, size_t n) { return std::string_view(s).substr(at, n); };
-    w.write(write_prefix("f", 0, 8192, 2), part(a, 0, 8192), ParentBytes{"lib/a", 0, a});
-    w.write(write_prefix("g", 8192, 8192, 2), part(a, 8192, 8192), ParentBytes{"lib/a", 0, a});  // another file
-    w.write(write_prefix("g", 16384, 4096, 2), part(b, 0, 4096), ParentBytes{"lib/b", 0, b});  // b at another offset: written
-    w.write(write_prefix("f", 8192, 4096, 2), part(b, 8192, 4096), ParentBytes{"lib/b", 0, b});  // another source
-    w.write(write_prefix("f", 16384, 4096, 2), part(b, 12288, 4096), ParentBytes{"lib/b", 8192, part(b, 8192, 8192)});
-    w.write(write_prefix("f", 12288, 4096, 2), part(b, 12288, 4096), ParentBytes{"lib/b", 8192, part(b, 8192, 4096)});
+    w.write(write_command("f", 0, part(a, 0, 8192), 2), ParentBytes{"lib/a", 0, a});
+    w.write(write_command("g", 8192, part(a, 8192, 8192), 2), ParentBytes{"lib/a", 0, a});  // another file
+    w.write(write_command("g", 16384, part(b, 0, 4096), 2), ParentBytes{"lib/b", 0, b});  // b at another offset: written
+    w.write(write_command("f", 8192, part(b, 8192, 4096), 2), ParentBytes{"lib/b", 0, b});  // another source
+    w.write(write_command("f", 16384, part(b, 12288, 4096), 2), ParentBytes{"lib/b", 8192, part(b, 8192, 8192)});
+    w.write(write_command("f", 12288, part(b, 12288, 4096), 2), ParentBytes{"lib/b", 8192, part(b, 8192, 4096)});
     w.flush();
     std::vector<std::pair<Cmd, uint64_t>> seen;
     for (const auto& c : r.commands)
@@ -203,8 +208,7 @@ TEST_CASE("CloneWriter builds the original files from any split of writes, gaps,
             const auto& old = r.sources["lib/" + name];
             const size_t from = rng() % 3 == 0 ? rng() % (old.size() + 1) : 0;
             const size_t to = rng() % 3 == 0 ? from + rng() % (old.size() - from + 1) : old.size();
-            w.write(write_prefix(name, pos, n, version), std::string_view(expected[name]).substr(pos, n),
-                    ParentBytes{"lib/" + name, from, std::string_view(old).substr(from, to - from)});
+            w.write(write_command(name, pos, std::string_view(expected[name]).substr(pos, n), version), ParentBytes{"lib/" + name, from, std::string_view(old).substr(from, to - from)});
             pos += n;
         }
         w.flush();
@@ -224,8 +228,8 @@ TEST_CASE("CloneWriter passes on as they are writes it cannot read and writes wi
     // An attribute a write does not have (a future sender's): not understood, not changed.
     const std::string odd = attr(Attr::Path, "f") + attr(Attr::Uuid, std::string(16, 'u')) +
                             attr(Attr::FileOffset, le(0, 8)) + le(static_cast<uint16_t>(Attr::Data), 2) + le(8192, 2);
-    w.write(odd, old, ParentBytes{"lib/old", 0, old});
-    w.write(write_prefix("f", 0, 8192, 1), old, ParentBytes{});
+    w.write(stream::make_command(Cmd::Write, odd, old), ParentBytes{"lib/old", 0, old});
+    w.write(write_command("f", 0, old, 1), ParentBytes{});
     w.flush();
     REQUIRE(out.size() == 2);
     CHECK(out[0] == stream::make_command(Cmd::Write, odd, old));
