@@ -4,12 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <sstream>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <system_error>
+#include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include "base/error.hpp"
@@ -64,11 +63,9 @@ std::string_view type_name(const toml::node& node) {
     return "nothing";
 }
 
-std::string format_double(double value) {
-    std::array<char, 32> buf{};
-    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value);
-    return ec == std::errc() ? std::string(buf.data(), end) : std::string("?");
-}
+// Shortest round-trip form, by fmt: std::to_chars(double) would link libstdc++'s floating_to_chars,
+// which needs libm (see toml_string below for why strata keeps libm out).
+std::string format_double(double value) { return fmt::format("{}", value); }
 
 // One key's value as found in the file: what the setters need to check it and to complain.
 class Field {
@@ -148,7 +145,7 @@ std::chrono::milliseconds lock_timeout(const Field& field) {
         if (seconds < 0) field.invalid("must not be negative, got " + format_double(seconds));
         if (seconds > static_cast<double>(max_lock_timeout_sec))
             field.invalid(too_large + format_double(seconds));
-        return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
+        return std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(seconds));
     }
     field.wrong_type("a number of seconds");
 }
@@ -461,29 +458,59 @@ std::filesystem::path remote_dropin(const std::filesystem::path& dropin_dir, std
     return dropin_dir / ("remote-" + std::string(name) + ".toml");
 }
 
+// A TOML basic string (TOML 1.0, "String"): quote, backslash and control characters escaped.
+// The drop-in is written by hand rather than by toml++'s formatter, whose column counting needs
+// libm's log10: that one symbol would make every strata command map libm at start-up (~2 ms of
+// a cold `strata deploy`). What is written is parsed back below, so a mistake here cannot
+// reach a file.
+namespace {
+
+std::string toml_string(std::string_view text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\t': out += "\\t"; break;
+        case '\n': out += "\\n"; break;
+        case '\f': out += "\\f"; break;
+        case '\r': out += "\\r"; break;
+        default:
+            if (static_cast<unsigned char>(c) < 0x20 || c == '\x7f') {
+                static constexpr char hex[] = "0123456789ABCDEF";
+                const auto u = static_cast<unsigned char>(c);
+                out += "\\u00";
+                out += hex[u >> 4];
+                out += hex[u & 0xf];
+            } else {
+                out += c;
+            }
+        }
+    }
+    return out + "\"";
+}
+
+}  // namespace
+
 std::string render_remote(std::string_view name, const RemoteSettings& remote) {
     check_remote_name(name);
-    toml::table settings;
-    settings.insert("url", remote.url);
+    std::string out = "# Written by `strata remote add`; `strata remote remove " + std::string(name) + "` deletes it.\n";
+    out += "[remote." + toml_string(name) + "]\n";
+    out += "url = " + toml_string(remote.url) + "\n";
     if (!remote.keys.empty()) {
-        toml::array keys;
-        for (const auto& k : remote.keys) keys.push_back(k.string());
-        settings.insert("keys", keys);
+        out += "keys = [";
+        for (size_t i = 0; i < remote.keys.size(); ++i) out += (i ? ", " : "") + toml_string(remote.keys[i].string());
+        out += "]\n";
     }
-    if (remote.insecure) settings.insert("insecure", true);
-    toml::table remotes;
-    remotes.insert(std::string(name), settings);
-    toml::table root;
-    root.insert("remote", remotes);
-    std::ostringstream out;
-    out << "# Written by `strata remote add`; `strata remote remove " << name << "` deletes it.\n" << root << "\n";
+    if (remote.insecure) out += "insecure = true\n";
     // What we write must read back the same, or the remote would change behind the admin's back.
-    const Config back = parse(out.str(), "remote drop-in");
+    const Config back = parse(out, "remote drop-in");
     const auto it = back.remotes.find(std::string(name));
     if (it == back.remotes.end() || it->second.url != remote.url || it->second.keys != remote.keys ||
         it->second.insecure != remote.insecure)
         throw Error("write remote", std::string(name), "the settings do not survive a round trip", Fault::InvalidInput);
-    return out.str();
+    return out;
 }
 
 }  // namespace strata::config

@@ -341,5 +341,14 @@ TEST_CASE("a rendered remote drop-in reads back the same") {
     CHECK(c.remotes.at("vendor").url == remote.url);
     CHECK(c.remotes.at("vendor").keys == remote.keys);
     CHECK_THROWS_AS(config::render_remote("../x", remote), Error);
+    // A dotted name stays one key; quotes, backslashes, control characters and UTF-8 in values survive.
+    const config::RemoteSettings odd{.url = "https://h.example/a\"b\\c", .keys = {"/k/t\tab\x01/\"q\".pub", "/k/\xc3\xa9t\xc3\xa9"}, .insecure = true};
+    const auto text = config::render_remote("org.example.os", odd);
+    CHECK(text.find("[remote.\"org.example.os\"]\n") != std::string::npos);
+    const auto back = config::parse(text, "F");
+    REQUIRE(back.remotes.count("org.example.os") == 1);
+    CHECK(back.remotes.at("org.example.os").url == odd.url);
+    CHECK(back.remotes.at("org.example.os").keys == odd.keys);
+    CHECK(back.remotes.at("org.example.os").insecure);
     CHECK(config::remote_dropin("/etc/strata/strata.toml.d", "vendor") == "/etc/strata/strata.toml.d/remote-vendor.toml");
 }
