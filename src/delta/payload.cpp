@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <array>
@@ -17,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/chandle.hpp"
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
 #include "delta/clone_writes.hpp"
@@ -26,6 +24,7 @@
 #include "delta/predecessors.hpp"
 #include "sign/sha256.hpp"
 #include "stream/protocol.hpp"
+#include "stream/zstd.hpp"
 
 namespace strata::delta {
 namespace {
@@ -269,23 +268,6 @@ private:
     };
     std::optional<Run> run_;
     std::map<std::string, unsigned> counts_;
-};
-
-// What zstd's fastest level makes of some bytes: enough to compare a patch with the literal.
-// One context and one buffer for all of them: ZSTD_compress would set up (and zero) a fresh
-// context for each of the thousands of groups of a payload.
-class SizeEstimator {
-public:
-    size_t compressed(std::string_view data) {
-        if (data.empty()) return 0;
-        buffer_.resize(std::max(buffer_.size(), ZSTD_compressBound(data.size())));
-        const size_t n = ZSTD_compressCCtx(ctx_.get(), buffer_.data(), buffer_.size(), data.data(), data.size(), 1);
-        return ZSTD_isError(n) ? data.size() : n;
-    }
-
-private:
-    CHandle<ZSTD_CCtx, ZSTD_freeCCtx> ctx_{ZSTD_createCCtx()};
-    std::vector<char> buffer_;
 };
 
 // One run of write commands to one file at consecutive offsets.
@@ -627,7 +609,7 @@ private:
         // addresses every few bytes) it underestimates what bsdiff finds, so they are diffed.
         // What they do share (stretches of a compressed stream that did not change) is taken
         // from the parent when it comes to enough to matter.
-        const size_t literal = estimate_.compressed(target);
+        const size_t literal = estimate_.compressed_size(target);
         constexpr double min_shared = 1.0 / 8;
         constexpr size_t min_kept = 64u << 10;
         if (literal * 100 >= target.size() * 97 && shared_content(source, target) < min_shared) {
@@ -636,7 +618,7 @@ private:
             return stretches;
         }
         auto patch = make_patch(source, target);
-        const size_t cost = patch.controls.size() * 24 + estimate_.compressed(patch.diff) + estimate_.compressed(patch.extra);
+        const size_t cost = patch.controls.size() * 24 + estimate_.compressed_size(patch.diff) + estimate_.compressed_size(patch.extra);
         if (cost >= literal) return std::nullopt;
         return patch;
     }
@@ -650,7 +632,7 @@ private:
     const Sink& out_;
     std::string pending_raw_;
     std::optional<Group> group_;
-    SizeEstimator estimate_;
+    stream::ZstdProbe estimate_;
     EncodeStats stats_;
 };
 

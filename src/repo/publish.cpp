@@ -21,7 +21,7 @@
 #include "naming/version.hpp"
 #include "sign/sha256.hpp"
 #include "vendor/export.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 
 namespace strata::repo {
 namespace {
@@ -42,13 +42,13 @@ constexpr std::string_view temp_prefix = ".#";
 constexpr uint64_t delta_part_bytes = 8u << 20;
 constexpr int delta_zstd_window_log = 25;
 constexpr int delta_zstd_workers = 2;
-constexpr vendor::ZstdJobs delta_zstd_jobs{40u << 20, 6};
+constexpr stream::ZstdJobs delta_zstd_jobs{40u << 20, 6};
 // At the default level (16, zstd's first optimal parser: 2^5 candidates per position, matches
 // from 5 bytes), a search of 2^3 candidates for matches from 3 bytes is both faster and smaller
 // on delta bodies, whose diff blocks are short runs between long matches: bench/delta.sh's v1 ->
 // v2 body 28.17 -> 28.01 MB with 40.0 -> 31.5 s of CPU, v2 -> v3 20.20 -> 20.35 MB with 16.2 ->
 // 12.5 s (zstd's command line, 2 threads, these jobs). Other levels are zstd's own.
-constexpr vendor::ZstdSearch default_level_search{3, 3};
+constexpr stream::ZstdSearch default_level_search{3, 3};
 
 std::string in_quotes(std::string_view s) { return "'" + escape(s) + "'"; }
 
@@ -363,12 +363,12 @@ private:
 
 // The incremental stream from the parent, encoded against the parent's tree (delta/payload.hpp),
 // compressed through sink; fills in the sizes, parts and the rebuilt stream's digest.
-void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int level, const vendor::Sink& write,
+void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int level, const stream::Sink& write,
                       Payload& p) {
-    vendor::ZstdEncoder zstd(level, delta_zstd_window_log, delta_zstd_workers, delta_zstd_jobs,
-                             level == default_delta_level ? default_level_search : vendor::ZstdSearch{});
+    stream::ZstdEncoder zstd(level, delta_zstd_window_log, delta_zstd_workers, delta_zstd_jobs,
+                             level == default_delta_level ? default_level_search : stream::ZstdSearch{});
     PartDigests parts(delta_part_bytes);
-    const vendor::Sink sink = [&](std::string_view data) {
+    const stream::Sink sink = [&](std::string_view data) {
         write(data);
         parts.update(data);
     };
@@ -381,8 +381,8 @@ void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int l
 }
 
 // The plain stream as zstd with export's settings.
-void write_plain_body(int stream, const vendor::Sink& write, Payload& p) {
-    vendor::ZstdEncoder zstd;
+void write_plain_body(int stream, const stream::Sink& write, Payload& p) {
+    stream::ZstdEncoder zstd;
     std::vector<char> buffer(1 << 20);
     while (const size_t n = read_full(stream, buffer.data(), buffer.size(), "temporary stream file")) {
         zstd.feed(std::string_view(buffer.data(), n), write);
@@ -403,7 +403,7 @@ Payload write_payload(const pool::Pool& pool, const Dir& payloads, const pool::S
     if (w.parent)
         p.parent = ParentRef{w.parent->name, uuid_text(w.parent->info.uuid), uuid_text(w.parent->info.received_uuid)};
     sign::Sha256 digest;
-    const vendor::Sink write = [&](std::string_view data) {
+    const stream::Sink write = [&](std::string_view data) {
         write_all(out.fd(), data, out.temp_path());
         digest.update(data);
         p.compressed_size += data.size();

@@ -21,7 +21,7 @@
 #include "sign/sha256.hpp"
 #include "sign/trust.hpp"
 #include "vendor/import.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 
 namespace strata::update {
 namespace {
@@ -287,13 +287,13 @@ std::optional<stream::SubvolumeRef> clone_source(const pool::Pool& pool, const s
 // itself failed (not the receive it feeds).
 vendor::StreamProducer delta_producer(const pool::Pool& pool, const Plan& plan, const fs::path& file, const ProgressFn& progress,
                                       std::optional<stream::SubvolumeRef> clone_from, bool& decoder_failed) {
-    return [&pool, &plan, file, &progress, clone_from, &decoder_failed](const vendor::Sink& sink) {
+    return [&pool, &plan, file, &progress, clone_from, &decoder_failed](const stream::Sink& sink) {
         try {
             const Fd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
             if (!in) throw_errno("open", file.string());
             delta::PayloadDecoder decoder(pool.top().open_dir(*plan.parent), sink, delta::default_lookahead_bytes, clone_from);
-            vendor::ZstdDecoder zstd;
-            const vendor::Sink feed = [&](std::string_view body) { decoder.feed(body); };
+            stream::ZstdDecoder zstd;
+            const stream::Sink feed = [&](std::string_view body) { decoder.feed(body); };
             std::string buffer(1u << 20, '\0');
             uint64_t consumed = 0;
             while (const size_t n = read_full(in.get(), buffer.data(), buffer.size(), file.string())) {

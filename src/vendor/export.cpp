@@ -5,7 +5,7 @@
 
 #include "base/error.hpp"
 #include "base/process.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 
 namespace strata::vendor {
 namespace {
@@ -67,7 +67,7 @@ ExportResult export_stream(const pool::Pool& pool, std::string_view name, const 
             if (options.observe_output) options.observe_output(data);
             result.bytes += data.size();
         };
-        std::optional<ZstdEncoder> encoder;
+        std::optional<stream::ZstdEncoder> encoder;
         if (options.compression == Compression::Zstd) encoder.emplace();
         std::string buffer(chunk_size, '\0');
         uint64_t sent = 0;

@@ -22,7 +22,7 @@
 #include "stream/send_stream.hpp"
 #include "vendor/import.hpp"
 #include "vendor/publish.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 
 namespace strata::vendor {
 namespace {
@@ -127,7 +127,7 @@ struct ReceiverGone {};
 // most; an error of the checking side is thrown to the producer at its next piece.
 class Forwarder {
 public:
-    explicit Forwarder(Sink consume) : consume_(std::move(consume)), thread_([this] { run(); }) {}
+    explicit Forwarder(stream::Sink consume) : consume_(std::move(consume)), thread_([this] { run(); }) {}
     Forwarder(const Forwarder&) = delete;
     Forwarder& operator=(const Forwarder&) = delete;
     // After a producer's failure: what is still queued is dropped.
@@ -199,7 +199,7 @@ private:
         }
     }
 
-    Sink consume_;
+    stream::Sink consume_;
     std::string batch_;  // the producer's, until pushed
     std::mutex mutex_;
     std::condition_variable wake_;
@@ -261,11 +261,11 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
 
 // A file or standard input, decompressed when it is zstd.
 StreamProducer file_producer(Input& in, const ProgressFn& progress) {
-    return [&in, &progress](const Sink& sink) {
+    return [&in, &progress](const stream::Sink& sink) {
         std::string buffer(chunk_size, '\0');
         size_t n = read_full(in.fd.get(), buffer.data(), buffer.size(), in.label);
-        const bool compressed = looks_like_zstd(std::string_view(buffer.data(), n));
-        ZstdDecoder decoder;
+        const bool compressed = stream::looks_like_zstd(std::string_view(buffer.data(), n));
+        stream::ZstdDecoder decoder;
         uint64_t consumed = 0;
         while (n > 0) {
             const std::string_view data(buffer.data(), n);

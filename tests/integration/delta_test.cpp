@@ -24,7 +24,7 @@
 #include "support/random.hpp"
 #include "support/scratch_pool.hpp"
 #include "support/tree.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 
 using namespace strata;
 namespace fs = std::filesystem;
@@ -179,8 +179,8 @@ TEST_CASE("a delta payload rebuilds the incremental send stream byte for byte, a
     const size_t random_in_both = (1 << 20) - (80 << 10) - 10;
     const auto compressed = [](std::string_view data) {
         std::string out;
-        vendor::ZstdEncoder zstd(19);
-        const vendor::Sink sink = [&](std::string_view b) { out += b; };
+        stream::ZstdEncoder zstd(19);
+        const stream::Sink sink = [&](std::string_view b) { out += b; };
         zstd.feed(data, sink);
         zstd.finish(sink);
         return out.size();
@@ -466,8 +466,8 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     // The content's patches are mostly zeros: compressed, the payload is a small part of the file.
     std::string compressed;
     {
-        vendor::ZstdEncoder zstd(3);
-        const vendor::Sink sink = [&](std::string_view b) { compressed += b; };
+        stream::ZstdEncoder zstd(3);
+        const stream::Sink sink = [&](std::string_view b) { compressed += b; };
         zstd.feed(body, sink);
         zstd.finish(sink);
     }

@@ -1,4 +1,4 @@
-// zstd framing (src/vendor/zstd.hpp): what the encoder writes, the decoder gives back byte for
+// zstd framing (src/stream/zstd.hpp): what the encoder writes, the decoder gives back byte for
 // byte, also when incompressible pieces in the middle of a frame go at a faster level.
 #include <doctest/doctest.h>
 
@@ -6,11 +6,11 @@
 #include <string>
 
 #include "base/error.hpp"
-#include "vendor/zstd.hpp"
+#include "stream/zstd.hpp"
 #include "support/random.hpp"
 
 using namespace strata;
-using namespace strata::vendor;
+using namespace strata::stream;
 
 namespace {
 

@@ -7,13 +7,28 @@
 #include <memory>
 #include <string_view>
 
-namespace strata::vendor {
+namespace strata::stream {
 
 // True when data starts with a zstd frame's magic number.
 bool looks_like_zstd(std::string_view head);
 
 // Output is handed to a sink in pieces as it is produced.
 using Sink = std::function<void(std::string_view)>;
+
+// What zstd's fastest level makes of some bytes: to tell incompressible input, or to compare a
+// patch with the literal it would replace. One context and buffer serve every call (a fresh
+// context is set up and zeroed each time otherwise).
+class ZstdProbe {
+public:
+    ZstdProbe();
+    ~ZstdProbe();
+    // The size of data compressed at level 1 (data.size() if zstd fails).
+    size_t compressed_size(std::string_view data);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
 
 class ZstdDecoder {
 public:
@@ -59,4 +74,4 @@ private:
     std::unique_ptr<State> state_;
 };
 
-}  // namespace strata::vendor
+}  // namespace strata::stream
