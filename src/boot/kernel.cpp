@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -90,6 +93,10 @@ uint64_t install_file(const Dir& dir, std::string_view name, int src, uint64_t s
         if (n < 0) throw_errno("read", src_path);
         if (n == 0) throw Error("read", src_path, "file shrank while it was copied");
         write_all(file.fd(), std::string_view(buf.get(), static_cast<size_t>(n)), file.temp_path());
+        // Start writing this piece to disk now, while the next is read: the fsync in commit()
+        // then waits for the last pieces only, not for all 40 MiB after the last read. A hint
+        // (its failure changes nothing): commit()'s fsync is what makes the copy durable.
+        ::sync_file_range(file.fd(), static_cast<off_t>(offset), n, SYNC_FILE_RANGE_WRITE);
         offset += static_cast<uint64_t>(n);
     }
     const timespec times[2] = {src_st.st_atim, src_st.st_mtim};
@@ -191,15 +198,31 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
             created_version = true;
             token_dir->sync();
         }
-        for (const auto& s : sources) {
-            const uint64_t n = with_context("install kernel", version_dir->path_of(s.name).string(),
-                                            [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
-            if (n > 0) {
-                written.push_back(s.name);
-                out.copied = true;
-                out.bytes += n;
-            }
+        // Both files at once: two cold reads keep the disk busier than one (the deploy's whole
+        // time when the kernel is new).
+        std::vector<uint64_t> bytes(sources.size(), 0);
+        std::vector<std::exception_ptr> failures(sources.size());
+        {
+            std::vector<std::jthread> copies;
+            for (size_t i = 0; i < sources.size(); ++i)
+                copies.emplace_back([&, i] {
+                    const auto& s = sources[i];
+                    try {
+                        bytes[i] = with_context("install kernel", version_dir->path_of(s.name).string(),
+                                                [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
+                    } catch (...) {
+                        failures[i] = std::current_exception();
+                    }
+                });
         }
+        for (size_t i = 0; i < sources.size(); ++i)
+            if (bytes[i] > 0) {
+                written.push_back(sources[i].name);
+                out.copied = true;
+                out.bytes += bytes[i];
+            }
+        for (const auto& failure : failures)
+            if (failure) std::rethrow_exception(failure);
     } catch (...) {
         // Leave $BOOT as it was: what this call created goes again (best effort).
         if (created_version && token_dir) {
