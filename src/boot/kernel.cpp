@@ -7,10 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <exception>
 #include <memory>
-#include <thread>
-#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -198,31 +195,15 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
             created_version = true;
             token_dir->sync();
         }
-        // Both files at once: two cold reads keep the disk busier than one (the deploy's whole
-        // time when the kernel is new).
-        std::vector<uint64_t> bytes(sources.size(), 0);
-        std::vector<std::exception_ptr> failures(sources.size());
-        {
-            std::vector<std::jthread> copies;
-            for (size_t i = 0; i < sources.size(); ++i)
-                copies.emplace_back([&, i] {
-                    const auto& s = sources[i];
-                    try {
-                        bytes[i] = with_context("install kernel", version_dir->path_of(s.name).string(),
-                                                [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
-                    } catch (...) {
-                        failures[i] = std::current_exception();
-                    }
-                });
-        }
-        for (size_t i = 0; i < sources.size(); ++i)
-            if (bytes[i] > 0) {
-                written.push_back(sources[i].name);
+        for (const auto& s : sources) {
+            const uint64_t n = with_context("install kernel", version_dir->path_of(s.name).string(),
+                                            [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
+            if (n > 0) {
+                written.push_back(s.name);
                 out.copied = true;
-                out.bytes += bytes[i];
+                out.bytes += n;
             }
-        for (const auto& failure : failures)
-            if (failure) std::rethrow_exception(failure);
+        }
     } catch (...) {
         // Leave $BOOT as it was: what this call created goes again (best effort).
         if (created_version && token_dir) {
