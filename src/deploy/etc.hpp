@@ -20,7 +20,8 @@ inline constexpr std::string_view factory_etc_dir = "share/factory/etc";
 
 // The root's /etc compared for a move from usr `from` to usr `to` and, with apply, merged in
 // place. When either usr has no factory /etc, or (with apply) the root's /etc is empty, the
-// report is `skipped` with the reason and nothing is read or changed. Each entry is replaced atomically; a failure while copying leaves /etc unchanged.
+// report is `skipped` with the reason and nothing is read or changed. Each entry is replaced
+// atomically; a failure while copying leaves /etc unchanged.
 factory::MergeReport merge_etc(const pool::Pool& pool, const naming::Name& root, const naming::Name& from,
                                const naming::Name& to, bool apply);
 

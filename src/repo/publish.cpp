@@ -20,8 +20,8 @@
 #include "delta/payload.hpp"
 #include "naming/version.hpp"
 #include "sign/sha256.hpp"
-#include "vendor/export.hpp"
 #include "stream/zstd.hpp"
+#include "vendor/export.hpp"
 
 namespace strata::repo {
 namespace {

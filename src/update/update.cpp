@@ -20,8 +20,8 @@
 #include "repo/index.hpp"
 #include "sign/sha256.hpp"
 #include "sign/trust.hpp"
-#include "vendor/import.hpp"
 #include "stream/zstd.hpp"
+#include "vendor/import.hpp"
 
 namespace strata::update {
 namespace {

@@ -450,6 +450,42 @@ TEST_CASE("an update killed after its download or its import is finished by the 
     }
 }
 
+TEST_CASE("--download-only keeps a verified download for later, and one the remote has moved past is removed") {
+    test::require_root_and_btrfs();
+    World w;
+    w.release("1");
+    require_ok(w.publish(usr("1")));
+    CHECK(w.update()["kind"] == "full");
+    const auto downloads = w.client_pool.mountpoint() / ".strata/downloads";
+
+    w.release("2");
+    require_ok(w.publish(usr("2"), {"--deltas-from", "1"}));
+    auto r = w.client({"update", "--download-only", "--json"});
+    require_ok(r);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["downloaded"] == true);
+    CHECK(j["imported"] == false);
+    CHECK(j["deployment"].is_null());
+    const auto payload = w.payload(usr("2"), usr("1"), j["kind"] == "delta" ? "strata-delta" : "btrfs-send");
+    // Durable under the name a later run trusts, with the signed size; nothing applied yet.
+    const auto kept = downloads / (payload["sha256"].get<std::string>() + ".stream");
+    REQUIRE(fs::exists(kept));
+    CHECK(fs::file_size(kept) == payload["compressed_size"].get<uint64_t>());
+    CHECK_FALSE(fs::exists(downloads / (payload["sha256"].get<std::string>() + ".part")));
+    CHECK_FALSE(fs::exists(w.client_pool.mountpoint() / usr("2")));
+    CHECK(w.client({"update", "--check"}).out.find("already downloaded") != std::string::npos);
+
+    // The remote moves on to v3 before the download is applied: the next update applies v3 and
+    // removes the v2 download, which no plan will use again.
+    w.release("3");
+    require_ok(w.publish(usr("3"), {"--deltas-from", "1"}));
+    const auto next = w.update();
+    CHECK(next["deployment"]["usr"] == usr("3"));
+    CHECK(w.same_tree(usr("3")).empty());
+    CHECK_FALSE(fs::exists(kept));
+    CHECK(fs::is_empty(downloads));
+}
+
 TEST_CASE("a corrupt part of a strata delta is fetched again from that part on, and nothing is applied before") {
     test::require_root_and_btrfs();
     World w;

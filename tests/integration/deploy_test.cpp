@@ -11,6 +11,7 @@
 #include "deploy/root.hpp"
 #include "support/errors.hpp"
 #include "support/scratch_pool.hpp"
+#include "support/tree.hpp"
 #include "vendor/import.hpp"
 
 using namespace strata;
@@ -27,9 +28,7 @@ TEST_CASE("status tells the booted deployment from the kernel command line, and 
     deploy::create_root(p, lock, root);
     for (const std::string v : {"1", "2", "3"}) {
         const auto tree = work.path() / v;
-        fs::create_directories(tree / "lib/modules/6.1.0/");
-        std::ofstream(tree / "lib/modules/6.1.0/vmlinuz") << "k" << v;
-        std::ofstream(tree / "lib/modules/6.1.0/initrd.img") << "i" << v;
+        test::write_kernel(tree, "6.1.0", "k" + v, "i" + v);
         vendor::import_directory(p, lock, naming::Name::parse("usr:org.example.Demo:x86_64:" + v), tree);
     }
     fs::create_directories(work.path() / "boot");
@@ -83,9 +82,7 @@ TEST_CASE("EFI variables are the running system's: used for the pool it booted f
     deploy::create_root(p, lock, root);
     for (const std::string v : {"1", "2"}) {
         const auto tree = work.path() / v;
-        fs::create_directories(tree / "lib/modules/6.1.0/");
-        std::ofstream(tree / "lib/modules/6.1.0/vmlinuz") << "k" << v;
-        std::ofstream(tree / "lib/modules/6.1.0/initrd.img") << "i" << v;
+        test::write_kernel(tree, "6.1.0", "k" + v, "i" + v);
         vendor::import_directory(p, lock, naming::Name::parse("usr:org.example.Demo:x86_64:" + v), tree);
     }
     fs::create_directories(work.path() / "boot");

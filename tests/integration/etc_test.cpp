@@ -22,6 +22,7 @@
 #include "factory/etc_merge.hpp"
 #include "support/errors.hpp"
 #include "support/scratch_pool.hpp"
+#include "support/tree.hpp"
 #include "vendor/import.hpp"
 
 using namespace strata;
@@ -281,9 +282,7 @@ struct TwoVersions {
         deploy::create_root(p, lock, root);
         for (const std::string v : {"1", "2"}) {
             const auto tree = work.path() / v;
-            fs::create_directories(tree / "lib/modules/6.1.0/");
-            std::ofstream(tree / "lib/modules/6.1.0/vmlinuz") << "k" << v;
-            std::ofstream(tree / "lib/modules/6.1.0/initrd.img") << "i" << v;
+            test::write_kernel(tree, "6.1.0", "k" + v, "i" + v);
             put(tree / "share/factory/etc/os.conf", "version " + v + "\n");
             put(tree / "share/factory/etc/shadow", "root:*:1:\n", 0640, 0, 42);
             vendor::import_directory(p, lock, naming::Name::parse("usr:org.example.Demo:x86_64:" + v), tree);

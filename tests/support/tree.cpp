@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -815,6 +816,17 @@ std::string code_like(size_t records, uint32_t shift, unsigned seed) {
         s += "\xe8\x00\x00\x00\x00\xc3";
     }
     return s;
+}
+
+void write_kernel(const std::filesystem::path& tree, const std::string& kver, std::string_view vmlinuz,
+                  std::string_view initrd) {
+    const auto dir = tree / "lib/modules" / kver;
+    std::filesystem::create_directories(dir);
+    for (const auto& [name, text] : {std::pair{"vmlinuz", vmlinuz}, std::pair{"initrd.img", initrd}}) {
+        std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
+        out << text;
+        if (!out.flush()) throw std::runtime_error("write " + (dir / name).string());
+    }
 }
 
 uint64_t physical_at(const std::filesystem::path& file, uint64_t offset) {

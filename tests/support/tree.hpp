@@ -90,6 +90,11 @@ struct CompareOptions {
 std::vector<std::string> compare_trees(const std::filesystem::path& a, const std::filesystem::path& b,
                                        CompareOptions options = {});
 
+// A usr tree's kernel as deploy finds it: lib/modules/<kver>/vmlinuz and initrd.img holding
+// `vmlinuz` and `initrd` (directories made as needed).
+void write_kernel(const std::filesystem::path& tree, const std::string& kver, std::string_view vmlinuz,
+                  std::string_view initrd);
+
 // Where on the device the byte at `offset` of `file` lies (FIEMAP, its data written out first):
 // two files share that block when they give the same answer. Throws when it cannot tell.
 uint64_t physical_at(const std::filesystem::path& file, uint64_t offset);
