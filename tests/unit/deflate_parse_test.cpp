@@ -1,0 +1,231 @@
+// Deflate streams as content plus parse (src/delta/deflate_parse.hpp): every block type and
+// every compressor here (zlib at its levels and strategies, with flushes; GNU gzip) is recorded
+// and replayed to the very bytes, in pieces of any size; a stream that is not exactly its
+// content is not recorded; a damaged or hostile parse is refused, never read out of bounds.
+#include <doctest/doctest.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "delta/deflate_parse.hpp"
+#include "support/errors.hpp"
+#include "support/gzip.hpp"
+#include "support/random.hpp"
+
+using namespace strata;
+using namespace strata::delta;
+
+namespace {
+
+// content as zlib deflates it raw; a full flush after each `flush_every` bytes (0: none).
+std::string zlib_raw(std::string_view content, int level, int strategy, size_t flush_every = 0) {
+    z_stream z{};
+    REQUIRE(deflateInit2(&z, level, Z_DEFLATED, -MAX_WBITS, 8, strategy) == Z_OK);
+    std::string out;
+    const size_t step = flush_every ? flush_every : std::max<size_t>(content.size(), 1);
+    for (size_t at = 0;; at += step) {
+        const auto piece = content.substr(std::min(at, content.size()), step);
+        const bool last = at + step >= content.size();
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(piece.data()));
+        z.avail_in = static_cast<uInt>(piece.size());
+        int rc;
+        do {
+            char buffer[65536];
+            z.next_out = reinterpret_cast<Bytef*>(buffer);
+            z.avail_out = sizeof buffer;
+            rc = deflate(&z, last ? Z_FINISH : Z_FULL_FLUSH);
+            out.append(buffer, sizeof buffer - z.avail_out);
+        } while (z.avail_out == 0 || (last && rc != Z_STREAM_END));
+        if (last) break;
+    }
+    deflateEnd(&z);
+    return out;
+}
+
+// The deflate data of a gzip member whose header has a file name and no other optional field.
+std::string deflate_of(const std::string& member) {
+    REQUIRE(member.size() > 18);
+    const size_t name_end = member.find('\0', 10);
+    REQUIRE((static_cast<uint8_t>(member[3]) & 8) != 0);
+    return member.substr(name_end + 1, member.size() - name_end - 1 - 8);
+}
+
+std::string replay(std::string_view content, const std::vector<std::string>& parse, uint64_t piece_bytes) {
+    DeflateReplay r;
+    std::string out;
+    for (size_t i = 0; i < parse.size(); ++i)
+        r.feed(content.substr(std::min<uint64_t>(content.size(), i * piece_bytes), piece_bytes), parse[i], out);
+    r.finish(out);
+    return out;
+}
+
+// Content with long repeats, short repeats and stretches deflate cannot shorten.
+std::string mixed_content(size_t n, unsigned seed) {
+    std::string s = test::text_like(n / 2, seed);
+    s += test::random_bytes(n / 8, seed);
+    s += std::string(n / 8, '\0');
+    s += test::text_like(n / 4, seed + 1);
+    s += s.substr(100, n / 16);
+    return s;
+}
+
+// Whether fn is refused as invalid input, with a message that says the parse is at fault.
+bool refused(auto&& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e.fault() == Fault::InvalidInput && std::string_view(e.what()).find("parse") != std::string_view::npos;
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("every kind of deflate stream is replayed from its parse to the same bytes") {
+    const auto content = mixed_content(400000, 7);
+    struct Case {
+        const char* name;
+        std::string deflate;
+    };
+    std::vector<Case> cases{
+        {"zlib level 1", zlib_raw(content, 1, Z_DEFAULT_STRATEGY)},
+        {"zlib level 6", zlib_raw(content, 6, Z_DEFAULT_STRATEGY)},
+        {"zlib level 9", zlib_raw(content, 9, Z_DEFAULT_STRATEGY)},
+        {"zlib stored (level 0)", zlib_raw(content, 0, Z_DEFAULT_STRATEGY)},
+        {"zlib fixed codes", zlib_raw(content, 6, Z_FIXED)},
+        {"zlib Huffman only", zlib_raw(content, 6, Z_HUFFMAN_ONLY)},
+        {"zlib run lengths", zlib_raw(content, 6, Z_RLE)},
+        {"zlib with full flushes (empty stored blocks)", zlib_raw(content, 6, Z_DEFAULT_STRATEGY, 30011)},
+        {"GNU gzip -6", deflate_of(test::gnu_gzip(content, 6))},
+        {"GNU gzip -9", deflate_of(test::gnu_gzip(content, 9))},
+        {"GNU gzip -1", deflate_of(test::gnu_gzip(content, 1))},
+        {"empty content", zlib_raw("", 6, Z_DEFAULT_STRATEGY)},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.name);
+        const std::string_view data = std::string_view(c.name) == "empty content" ? std::string_view{} : content;
+        for (const uint64_t piece_bytes : {uint64_t{1} << 40, uint64_t{65536}, uint64_t{4099}, uint64_t{7}}) {
+            CAPTURE(piece_bytes);
+            const auto parse = record_deflate_parse(c.deflate, data, piece_bytes);
+            REQUIRE(parse);
+            CHECK(parse->size() == std::max<uint64_t>(1, (data.size() + piece_bytes - 1) / piece_bytes));
+            CHECK(replay(data, *parse, piece_bytes) == c.deflate);
+        }
+    }
+}
+
+TEST_CASE("the parse of a stream read in forward windows is its reference parse") {
+    const auto content = mixed_content(3 << 20, 5);
+    const auto deflate = deflate_of(test::gnu_gzip(content, 6));
+    constexpr uint64_t mark_bytes = 1 << 20;
+    const auto reference = reference_parse(deflate, mark_bytes);
+    REQUIRE(reference);
+    CHECK(reference->marks.size() == content.size() / mark_bytes + 1);  // a mark a MiB of content
+    CHECK(reference->marks.front() == 0);
+    CHECK(std::is_sorted(reference->marks.begin(), reference->marks.end()));
+    // The reference replays to the stream too: it is a parse, cut at the marks.
+    CHECK(replay(content, {reference->bytes}, uint64_t{1} << 40) == deflate);
+
+    std::string_view rest = deflate;
+    DeflateParseWindow window(
+        [&](char* into, size_t size) {
+            const auto n = std::min(size, rest.size());
+            std::copy_n(rest.data(), n, into);
+            rest.remove_prefix(n);
+            return n;
+        },
+        mark_bytes);
+    const auto& bytes = reference->bytes;
+    CHECK(window.range(0, 1000) == std::string_view(bytes).substr(0, 1000));
+    CHECK(window.range(500, 100000) == std::string_view(bytes).substr(500, 100000));
+    CHECK(window.range(bytes.size() / 2, 10) == std::string_view(bytes).substr(bytes.size() / 2, 10));
+    CHECK_FALSE(window.range(100, 10));  // before an earlier range
+    CHECK(window.range(bytes.size() - 7, 7) == std::string_view(bytes).substr(bytes.size() - 7));
+    CHECK_FALSE(window.range(bytes.size() - 7, 8));  // past the end
+
+    auto damaged = deflate;
+    damaged[damaged.size() / 3] ^= 0x55;
+    CHECK_FALSE(reference_parse(damaged.substr(0, damaged.size() / 2), mark_bytes));
+}
+
+TEST_CASE("a stream that is not exactly its content has no parse") {
+    const auto content = mixed_content(100000, 9);
+    const auto deflate = zlib_raw(content, 6, Z_DEFAULT_STRATEGY);
+    REQUIRE(record_deflate_parse(deflate, content, 4096));
+    auto other = content;
+    other[5000] ^= 1;
+    CHECK_FALSE(record_deflate_parse(deflate, other, 4096));
+    CHECK_FALSE(record_deflate_parse(deflate, content.substr(1), 4096));
+    CHECK_FALSE(record_deflate_parse(deflate, content + "x", 4096));
+    CHECK_FALSE(record_deflate_parse(deflate.substr(0, deflate.size() - 1), content, 4096));
+    CHECK_FALSE(record_deflate_parse(deflate + "x", content, 4096));
+    CHECK_FALSE(record_deflate_parse(deflate + deflate, content, 4096));
+    CHECK_FALSE(record_deflate_parse("", content, 4096));
+    auto damaged = deflate;
+    damaged[damaged.size() / 2] ^= 0x10;
+    CHECK_FALSE(record_deflate_parse(damaged, content, 4096));
+    CHECK(test::error_of([&] { record_deflate_parse(deflate, content, 0); }).find("pieces of no bytes") != std::string::npos);
+}
+
+TEST_CASE("a damaged or hostile parse is refused, or replays to other bytes, never past its bounds") {
+    const auto content = mixed_content(60000, 11);
+    const auto deflate = zlib_raw(content, 6, Z_DEFAULT_STRATEGY, 20000);
+    constexpr uint64_t piece_bytes = 16384;
+    const auto parse = record_deflate_parse(deflate, content, piece_bytes);
+    REQUIRE(parse);
+    REQUIRE(parse->size() == 4);
+
+    // Every byte of every piece flipped, one at a time, and every piece cut short.
+    size_t refusals = 0, different = 0;
+    for (size_t p = 0; p < parse->size(); ++p)
+        for (size_t i = 0; i < (*parse)[p].size(); i += 1 + i / 64) {
+            for (const auto change : {0x01, 0x80}) {
+                auto bad = *parse;
+                bad[p][i] = static_cast<char>(bad[p][i] ^ change);
+                try {
+                    different += replay(content, bad, piece_bytes) != deflate;
+                } catch (const Error& e) {
+                    CHECK(e.fault() == Fault::InvalidInput);
+                    ++refusals;
+                }
+            }
+            auto cut = *parse;
+            cut[p].resize(i);
+            CHECK(refused([&] { replay(content, cut, piece_bytes); }));
+        }
+    CHECK(refusals > 0);
+    CHECK(refusals + different > 0);
+
+    // A piece's parse given with the wrong content: literals outside the content at hand.
+    CHECK(refused([&] {
+        DeflateReplay r;
+        std::string out;
+        r.feed(std::string_view(content).substr(0, 100), (*parse)[0], out);
+    }));
+    // Pieces out of order, or one left out.
+    CHECK(refused([&] {
+        auto swapped = *parse;
+        std::swap(swapped[1], swapped[2]);
+        replay(content, swapped, piece_bytes);
+    }));
+    CHECK(refused([&] {
+        auto missing = *parse;
+        missing[3].clear();
+        replay(content, missing, piece_bytes);
+    }));
+    // Anything after the end of the stream.
+    CHECK(refused([&] {
+        auto longer = *parse;
+        longer[3] += '\0';
+        replay(content, longer, piece_bytes);
+    }));
+    // A match before the content's start: literals 0, then a match of distance 1 at position 0.
+    CHECK(refused([&] {
+        DeflateReplay r;
+        std::string out;
+        r.feed("abc", std::string("\x03\x00\x00\x00\x00", 5), out);
+    }));
+}
