@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <functional>
@@ -308,8 +309,42 @@ std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::stri
     return std::nullopt;
 }
 
+std::optional<RecordedGzip> record_gzip(std::string_view data, std::string_view content, uint64_t piece_bytes) {
+    const auto header = header_length(data);
+    if (!header || data.size() < *header + trailer_size) return std::nullopt;
+    auto parse = record_deflate_parse(data.substr(*header, data.size() - *header - trailer_size), content, piece_bytes);
+    if (!parse) return std::nullopt;
+    return RecordedGzip{GzipParameters{std::string(data.substr(0, *header)), 0, 0}, std::move(*parse)};
+}
+
+std::optional<DeflateParse> gzip_reference_parse(std::string_view data, uint64_t mark_bytes) {
+    const auto header = header_length(data);
+    if (!header) return std::nullopt;
+    return reference_parse(data.substr(*header), mark_bytes);
+}
+
+std::optional<DeflateParseWindow> open_gzip_reference_parse(DeflateParseWindow::Reader read, uint64_t mark_bytes) {
+    // The header with its optional fields (a file name, a comment) in the first piece; what
+    // follows it there is the first of the deflate data.
+    std::string first(chunk, '\0');
+    first.resize(read(first.data(), first.size()));
+    const auto header = header_length(first);
+    if (!header) return std::nullopt;
+    first.erase(0, *header);
+    return DeflateParseWindow(
+        [first = std::move(first), read = std::move(read)](char* into, size_t size) mutable {
+            if (first.empty()) return read(into, size);
+            const size_t n = std::min(size, first.size());
+            std::copy_n(first.data(), n, into);
+            first.erase(0, n);
+            return n;
+        },
+        mark_bytes);
+}
+
 struct GzipBuilder::Impl {
-    std::unique_ptr<Deflater> deflater;
+    std::unique_ptr<Deflater> deflater;  // or, for a recorded parse:
+    std::optional<DeflateReplay> replay;
     std::string member;
     uint32_t crc = 0;
     uint64_t size = 0;
@@ -322,25 +357,33 @@ struct GzipBuilder::Impl {
 GzipBuilder::GzipBuilder(const GzipParameters& parameters, uint64_t expected_bytes) : impl_(std::make_unique<Impl>()) {
     if (header_length(parameters.header) != parameters.header.size())
         throw Error("rebuild gzip file", "", "not a gzip header", Fault::InvalidInput);
-    if (parameters.level < 1 || parameters.level > 9 || parameters.mem_level < 0 || parameters.mem_level > 9)
+    if (parameters.level < 0 || parameters.level > 9 || parameters.mem_level < 0 || parameters.mem_level > 9 ||
+        (parameters.replays() && parameters.mem_level != 0))
         throw Error("rebuild gzip file", "", "deflate parameters out of range", Fault::InvalidInput);
     impl_->member.reserve(expected_bytes);
     impl_->member = parameters.header;
-    impl_->deflater = make_deflater(parameters);
+    if (parameters.replays()) impl_->replay.emplace();
+    else impl_->deflater = make_deflater(parameters);
 }
 
 GzipBuilder::~GzipBuilder() = default;
 
-void GzipBuilder::feed(std::string_view content) {
+void GzipBuilder::feed(std::string_view content, std::string_view parse) {
     impl_->crc = crc_update(impl_->crc, content);
     impl_->size += content.size();
+    if (impl_->replay) {
+        impl_->replay->feed(content, parse, impl_->member);
+        return;
+    }
+    if (!parse.empty()) throw Error("rebuild gzip file", "", "a parse for a member that is compressed again", Fault::InvalidInput);
     impl_->deflater->feed(content, impl_->append);
 }
 
 uint64_t GzipBuilder::size() const { return impl_->member.size(); }
 
 std::string GzipBuilder::finish() {
-    impl_->deflater->finish(impl_->append);
+    if (impl_->replay) impl_->replay->finish(impl_->member);
+    else impl_->deflater->finish(impl_->append);
     put_le32(impl_->member, impl_->crc);
     put_le32(impl_->member, static_cast<uint32_t>(impl_->size));
     return std::move(impl_->member);

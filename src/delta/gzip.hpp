@@ -15,6 +15,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "delta/deflate_parse.hpp"
 
 namespace strata::delta {
 
@@ -22,8 +25,9 @@ namespace strata::delta {
 // time, flags, ...), the deflate and its level; the trailer follows from the content.
 struct GzipParameters {
     std::string header;
-    int level = 0;      // 1-9
+    int level = 0;      // 1-9; 0: no deflate runs, the member's recorded parse is replayed
     int mem_level = 0;  // 1-9: zlib's deflate at this memory level; 0: GNU gzip's (`gzip -n -LEVEL`)
+    bool replays() const { return level == 0; }
 };
 
 // The content of data when data is exactly one gzip member (nothing before or after it, a
@@ -35,6 +39,23 @@ std::optional<std::string> gunzip(std::string_view data, uint64_t max_content);
 // failed attempt stops at the first piece that differs, so files from another deflate cost
 // little. gzip missing from PATH only means GNU gzip's members are not found reproducible.
 std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::string_view content);
+
+// A member as its content and its parse (deflate_parse.hpp) in pieces of piece_bytes of
+// content: whatever deflate made it, it is rebuilt without compressing again, at the price of
+// the parse's bytes. nullopt when data is not one gzip member of that content.
+struct RecordedGzip {
+    GzipParameters parameters;  // level 0
+    std::vector<std::string> parse;
+};
+std::optional<RecordedGzip> record_gzip(std::string_view data, std::string_view content, uint64_t piece_bytes);
+
+// The reference parse (deflate_parse.hpp) of a gzip member: what the parse of its next version
+// is diffed against; nullopt when data does not start with a gzip header and valid deflate data.
+std::optional<DeflateParse> gzip_reference_parse(std::string_view data, uint64_t mark_bytes);
+
+// gzip_reference_parse's bytes, read from a member as needed; nullopt when it does not start with
+// a gzip header.
+std::optional<DeflateParseWindow> open_gzip_reference_parse(DeflateParseWindow::Reader read, uint64_t mark_bytes);
 
 // Compresses content, given in pieces, into the gzip member the parameters describe: the header,
 // the deflate data and the trailer. Refuses (Error, InvalidInput) a header that is not a gzip
@@ -48,7 +69,8 @@ public:
     GzipBuilder(const GzipBuilder&) = delete;
     GzipBuilder& operator=(const GzipBuilder&) = delete;
 
-    void feed(std::string_view content);
+    // parse: the piece's parse when the parameters replay one, else nothing.
+    void feed(std::string_view content, std::string_view parse = {});
     // The bytes of the member made so far (a deflate holds some back until more content comes).
     uint64_t size() const;
     std::string finish();

@@ -46,6 +46,10 @@ constexpr size_t path_max = 4096;
 // max_source_bytes of its predecessor's content that starts this far before the piece.
 constexpr uint64_t gzip_piece_bytes = max_source_bytes / 4 * 3;
 constexpr uint64_t gzip_window_margin = max_source_bytes / 8;
+// The predecessor's parse is cut every MiB of its content: where a window of it starts and ends.
+constexpr uint64_t parse_mark_bytes = 1u << 20;
+// A piece's parse: a few bytes a back-reference of at least 3 bytes of content, and block heads.
+constexpr uint64_t max_parse_piece_bytes = 2 * max_group_bytes;
 
 std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
@@ -398,61 +402,85 @@ private:
         put(body, content_length, 8);
     }
 
-    // A gzip file larger than a group, when a deflate here reproduces it: a 'Z' record, then its
-    // content in 'C' records of gzip_piece_bytes, each diffed against a max_source_bytes window
-    // of the predecessor's content around the same offset (an initrd of the next kernel keeps
-    // its files in the same order, shifted by kilobytes) or literal.
+    // A gzip file larger than a group (an initrd): a 'Z' record, then its content in 'C' records
+    // of gzip_piece_bytes, each with the parse of its piece (deflate_parse.hpp), so the client
+    // rebuilds the file without compressing it again (`gzip -6` of the bench's 130 MB initrd
+    // took ~5 s of one core). Content and parse are each diffed against a window of the
+    // predecessor's around the same content position (an initrd of the next kernel keeps its
+    // files in the same order, shifted by kilobytes, and its compressor makes the same choices
+    // where the content is the same) or sent literally.
     bool encode_gzip_file(const Group& g) {
         const auto pred = files_.predecessor(names_.resolve(g.path));
         std::optional<std::string> pred_bytes;
         if (pred && *files_.size_of(*pred) <= max_gzip_file_bytes) pred_bytes = read_parent_file(parent_, *pred, max_gzip_file_bytes);
         // The same file again (a package reinstalled): its groups are copies from the parent, which
-        // cost the client a read instead of compressing it again.
+        // cost the client a read instead of rebuilding it.
         if (pred_bytes == g.data) return false;
         const auto content = gunzip(g.data, max_gzip_content_bytes);
         if (!content) return false;
-        const auto parameters = reproducible_gzip(g.data, *content);
-        if (!parameters) return false;
+        const auto recorded = record_gzip(g.data, *content, gzip_piece_bytes);
+        if (!recorded) return false;
         std::string source_path;
         std::optional<std::string> source_content;
-        if (pred_bytes) source_content = gunzip(*pred_bytes, max_gzip_content_bytes);
-        if (source_content) source_path = *pred;
+        std::optional<DeflateParse> source_parse;
+        if (pred_bytes) {
+            source_content = gunzip(*pred_bytes, max_gzip_content_bytes);
+            if (source_content) source_parse = gzip_reference_parse(*pred_bytes, parse_mark_bytes);
+        }
+        if (source_parse) source_path = *pred;
         ++stats_.groups;
         std::string head;
         put_writes(head, g);
         sign::Sha256 sha;
         sha.update(g.data);
         head += sha.hex_digest();
-        put_gzip_parameters(head, *parameters, content->size());
+        put_gzip_parameters(head, recorded->parameters, content->size());
         put(head, source_path.size(), 2);
         head += source_path;
         emit_record(RecordType::GzipFile, head);
-        for (uint64_t at = 0; at < content->size(); at += gzip_piece_bytes) {
+        for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i) {
             const auto piece = std::string_view(*content).substr(at, gzip_piece_bytes);
             std::string body;
             put(body, piece.size(), 8);
-            std::optional<Patch> patch;
-            uint64_t window_at = 0;
-            std::string_view window;
-            if (source_content) {
+            std::optional<std::pair<uint64_t, std::string_view>> window;
+            if (source_parse) {
                 const uint64_t size = source_content->size(), length = std::min<uint64_t>(size, max_source_bytes);
-                window_at = std::min(at - std::min<uint64_t>(at, gzip_window_margin), size - length);
-                window = std::string_view(*source_content).substr(window_at, length);
-                patch = worthwhile_patch(window, piece);
+                const uint64_t window_at = std::min(at - std::min<uint64_t>(at, gzip_window_margin), size - length);
+                window.emplace(window_at, std::string_view(*source_content).substr(window_at, length));
             }
-            if (patch) {
-                put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
-                put(body, window_at, 8);
-                put(body, window.size(), 8);
-                put_patch(body, *patch);
-            } else {
-                put(body, static_cast<uint8_t>(Encoding::Literal), 1);
-                body += piece;
+            put_piece(body, piece, window);
+            // The parse of the same stretch of content, and some on either side.
+            const auto& parse = recorded->parse[i];
+            window.reset();
+            if (source_parse) {
+                const auto& marks = source_parse->marks;
+                const auto mark = [&](uint64_t pos) { return pos / parse_mark_bytes < marks.size() ? marks[pos / parse_mark_bytes] : source_parse->bytes.size(); };
+                const uint64_t from = mark(at - std::min<uint64_t>(at, gzip_window_margin));
+                const uint64_t to = std::min(mark(at + gzip_piece_bytes + gzip_window_margin + parse_mark_bytes), from + max_source_bytes);
+                window.emplace(from, std::string_view(source_parse->bytes).substr(from, to - from));
             }
+            put(body, parse.size(), 8);
+            put_piece(body, parse, window);
             emit_record(RecordType::Content, body);
         }
         stats_.recompressed_bytes += g.data.size();
         return true;
+    }
+
+    // Bytes of a gzip file's content or parse: a patch against the window (offset, bytes) of the
+    // predecessor's when one is worth it, else literal.
+    void put_piece(std::string& body, std::string_view piece, const std::optional<std::pair<uint64_t, std::string_view>>& window) {
+        std::optional<Patch> patch;
+        if (window) patch = worthwhile_patch(window->second, piece);
+        if (!patch) {
+            put(body, static_cast<uint8_t>(Encoding::Literal), 1);
+            body += piece;
+            return;
+        }
+        put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
+        put(body, window->first, 8);
+        put(body, window->second.size(), 8);
+        put_patch(body, *patch);
     }
 
     // The leading writes of g that carry the parent's bytes at their own offsets (a file
@@ -725,6 +753,7 @@ GroupHead read_gzip_file_head(RecordReader& r) {
     g.digest = r.take(64);
     read_gzip_parameters(r, max_gzip_content_bytes, g);
     if (g.content_length == 0) refuse("gzip file without content");
+    if (!g.gzip.replays()) refuse("gzip file record without a parse to replay");
     const auto path_length = r.number(2);
     if (path_length != 0) {
         g.source_path = r.take(path_length);
@@ -759,6 +788,7 @@ GroupHead read_group_head(RecordReader& r) {
         break;
     case Encoding::Gzip:
         read_gzip_parameters(r, max_source_bytes, g);
+        if (g.gzip.replays()) refuse("gzip group without a deflate level");
         g.content_encoding = static_cast<Encoding>(r.number(1));
         if (g.content_encoding == Encoding::Bsdiff) g.source_path = read_source_path(r);
         else if (g.content_encoding != Encoding::Literal)
@@ -918,6 +948,8 @@ struct PayloadDecoder::State {
         uint64_t content_length = 0, content_received = 0, last_window_at = 0;
         std::unique_ptr<GzipBuilder> builder;
         std::optional<GunzipWindow> source;
+        std::optional<DeflateParseWindow> parse_source;
+        uint64_t last_parse_window_at = 0;
     };
     std::optional<GzipFile> gzip_file;
     std::map<std::string, std::string, std::less<>> kept;  // by digest, for Same records
@@ -1047,13 +1079,16 @@ struct PayloadDecoder::State {
         RecordReader r(body);
         const auto g = read_gzip_file_head(r);
         GzipFile file{{g.prefixes.begin(), g.prefixes.end()}, g.lengths, g.total, std::string(g.digest), g.source_path,
-                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt};
+                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt, std::nullopt, 0};
         if (!file.source_path.empty()) {
-            auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
-            file.source = GunzipWindow::open([fd, path = file.source_path](char* into, size_t size) {
-                return read_full(fd->get(), into, size, path);
-            });
-            if (!file.source)
+            // Content and parse are read along the file at their own paces.
+            const auto reader = [&] {
+                auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
+                return [fd, path = file.source_path](char* into, size_t size) { return read_full(fd->get(), into, size, path); };
+            };
+            file.source = GunzipWindow::open(reader());
+            if (file.source) file.parse_source = open_gzip_reference_parse(reader(), parse_mark_bytes);
+            if (!file.source || !file.parse_source)
                 throw Error("rebuild file data from", file.source_path, "is not a gzip file (a wrong or modified parent)");
         }
         gzip_file = std::move(file);
@@ -1066,36 +1101,53 @@ struct PayloadDecoder::State {
         const auto length = r.number(8);
         if (length == 0 || length > max_group_bytes || length > file.content_length - file.content_received)
             refuse("gzip content piece of " + std::to_string(length) + " bytes does not fit its file");
-        const auto encoding = static_cast<Encoding>(r.number(1));
-        if (encoding == Encoding::Literal) {
-            file.builder->feed(r.take(length));
-        } else if (encoding == Encoding::Bsdiff) {
-            if (!file.source) refuse("gzip content patch without a source file");
-            const auto window_at = r.number(8), window_length = r.number(8);
-            if (window_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
-            if (window_at < file.last_window_at) refuse("gzip content patch reads before an earlier one");
-            file.last_window_at = window_at;
-            const auto window = file.source->range(window_at, window_length);
-            if (!window)
-                throw Error("rebuild file data from", file.source_path,
-                            "has no gzip content at " + std::to_string(window_at) + "+" + std::to_string(window_length) +
-                                " (a wrong or modified parent)");
-            std::vector<Control> controls;
-            const auto patch = read_patch(r, length, controls);
-            file.builder->feed(apply_patch(*window, patch));
-        } else {
-            refuse("unknown gzip content encoding " + std::to_string(static_cast<unsigned>(encoding)));
-        }
+        bool patched = false;
+        const auto content = gzip_piece(r, length, file.source, file.last_window_at, "content", patched);
+        const auto parse_length = r.number(8);
+        if (parse_length > max_parse_piece_bytes) refuse("gzip parse piece larger than " + std::to_string(max_parse_piece_bytes) + " bytes");
+        const auto parse = gzip_piece(r, parse_length, file.parse_source, file.last_parse_window_at, "parse", patched);
         if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
-        // Content that compresses to more than the file's bytes cannot be the file: stopped before
-        // it fills memory.
+        // Pieces that rebuilt more than the file's bytes cannot be the file: stopped before they
+        // fill memory.
         if (file.builder->size() > file.total) data_mismatch(file.source_path);
+        try {
+            file.builder->feed(content, parse);
+        } catch (const Error& e) {
+            // A parse that does not fit its content, when either came from the parent, is the
+            // parent's fault as much as a digest that does not match.
+            if (e.fault() == Fault::InvalidInput && patched) data_mismatch(file.source_path);
+            throw;
+        }
         file.content_received += length;
         if (file.content_received < file.content_length) return;
         const auto data = file.builder->finish();
         const GzipFile done = std::move(file);
         gzip_file.reset();
         emit_writes(done.prefixes, done.lengths, done.total, data, done.digest, done.source_path);
+    }
+
+    // The next piece of the open gzip file's content or parse (`what`): literal, or a patch
+    // against a window of the predecessor's, windows never starting before an earlier one.
+    template <typename Window>
+    std::string gzip_piece(RecordReader& r, uint64_t length, std::optional<Window>& source, uint64_t& last_window_at,
+                           const std::string& what, bool& patched) {
+        const auto encoding = static_cast<Encoding>(r.number(1));
+        if (encoding == Encoding::Literal) return std::string(r.take(length));
+        patched = true;
+        if (encoding != Encoding::Bsdiff) refuse("unknown gzip " + what + " encoding " + std::to_string(static_cast<unsigned>(encoding)));
+        if (!source) refuse("gzip " + what + " patch without a source file");
+        const auto window_at = r.number(8), window_length = r.number(8);
+        if (window_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
+        if (window_at < last_window_at) refuse("gzip " + what + " patch reads before an earlier one");
+        last_window_at = window_at;
+        const auto window = source->range(window_at, window_length);
+        if (!window)
+            throw Error("rebuild file data from", gzip_file->source_path,
+                        "has no gzip " + what + " at " + std::to_string(window_at) + "+" + std::to_string(window_length) +
+                            " (a wrong or modified parent)");
+        std::vector<Control> controls;
+        const auto patch = read_patch(r, length, controls);
+        return apply_patch(*window, patch);
     }
 
     void record(RecordType type, std::string_view body) {

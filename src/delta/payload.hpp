@@ -41,7 +41,7 @@
 
 namespace strata::delta {
 
-inline constexpr std::string_view payload_magic = "strata-delta 1\n";
+inline constexpr std::string_view payload_magic = "strata-delta 2\n";
 // Write commands are grouped up to this many data bytes; a diff source is at most this large.
 // Together they bound the client's memory (a record, its source and its output).
 inline constexpr uint64_t max_group_bytes = 32u << 20;
