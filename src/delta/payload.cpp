@@ -1236,7 +1236,9 @@ struct PayloadDecoder::State {
     void parse(size_t keep) {
         if (!magic_seen) {
             if (buffer.size() < payload_magic.size()) return;
-            if (!buffer.starts_with(payload_magic)) refuse("not a strata delta payload (bad magic)");
+            if (!buffer.starts_with(payload_magic))
+                refuse(buffer.starts_with("strata-delta ") ? "a strata delta payload of another format than this client reads"
+                                                            : "not a strata delta payload (bad magic)");
             magic_seen = true;
             consumed = scanned = payload_magic.size();
         }

@@ -6,16 +6,16 @@
 // that the tree is exactly the published one before it gets its name. docs/delta.md specifies
 // the format; in short:
 //
-//   body    = "strata-delta 1\n" record* end
+//   body    = "strata-delta 2\n" record* end
 //   record  = u8:type u64:length bytes[length]           (integers little-endian)
 //     'R' raw      stream bytes taken as they are (the stream header, every non-write command)
 //     'W' writes   consecutive write commands to one file: each command's bytes before its data
 //                  and its data length, the encoding of their data joined, its sha256
 //     'Z' gzip     a gzip file larger than a 'W' record may hold (an initrd): its write commands,
-//                  the digest of their data, the gzip parameters and the predecessor whose
-//                  content the 'C' records that follow diff against
-//     'C' content  the next piece of that gzip file's content: literal or a patch against a
-//                  window of the predecessor's content
+//                  the digest of their data, its gzip header and the predecessor whose content
+//                  and parse the 'C' records that follow diff against
+//     'C' content  the next piece of that gzip file's content and its parse (deflate_parse.hpp),
+//                  each literal or a patch against a window of the predecessor's
 //     'E' end      empty; nothing may follow
 //   encodings of the data of a 'W' record:
 //     literal      the bytes

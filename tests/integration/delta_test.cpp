@@ -551,6 +551,28 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     hostile = records;
     hostile[z + 1].body[8] = 7;
     CHECK(refused(hostile).ends_with(": unknown gzip content encoding 7"));
+    // The parse that follows a piece's content: an unknown encoding, a length over the bound.
+    const auto parse_at = [&](const std::string& piece) {
+        const auto u64_at = [&](size_t at) {
+            uint64_t v = 0;
+            for (size_t i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(piece[at + i])} << (8 * i);
+            return v;
+        };
+        REQUIRE(piece[8] == 2);  // u64 length, u8 encoding (bsdiff), u64 window offset and length
+        size_t at = 9 + 16;
+        uint32_t controls = 0;
+        for (size_t i = 0; i < 4; ++i) controls |= uint32_t{static_cast<unsigned char>(piece[at + i])} << (8 * i);
+        at += 4;
+        uint64_t data = 0;
+        for (uint32_t i = 0; i < controls; ++i, at += 24) data += u64_at(at) + u64_at(at + 8);
+        return at + data;  // u64 parse length, u8 parse encoding
+    };
+    hostile = records;
+    hostile[z + 1].body[parse_at(hostile[z + 1].body) + 8] = 7;
+    CHECK(refused(hostile).ends_with(": unknown gzip parse encoding 7"));
+    hostile = records;
+    put_u64(hostile[z + 1].body, parse_at(hostile[z + 1].body), (64u << 20) + 1);
+    CHECK(refused(hostile).ends_with(": gzip parse piece larger than " + std::to_string(64u << 20) + " bytes"));
     // The file record without its predecessor (u16 path length 0), its content still patches.
     hostile = records;
     const std::string predecessor(InitrdWorld::old_initrd);
