@@ -6,7 +6,9 @@
 #include <array>
 #include <cstring>
 #include <functional>
+#include <utility>
 
+#include "base/ahead.hpp"
 #include "base/error.hpp"
 
 namespace strata::delta {
@@ -280,9 +282,9 @@ public:
     // The parse so far; piece j starts at piece_starts()[j] of it, from its start on.
     std::string& parse() { return parse_; }
     uint64_t parse_start() const { return parse_start_; }  // offset of parse()'s first byte
-    void drop(size_t bytes) {
-        parse_.erase(0, bytes);
-        parse_start_ += bytes;
+    std::string take_parse() {
+        parse_start_ += parse_.size();
+        return std::exchange(parse_, {});
     }
     const std::vector<uint64_t>& piece_starts() const { return piece_starts_; }
     uint64_t content_position() const { return pos_; }
@@ -656,27 +658,48 @@ std::optional<DeflateParse> reference_parse(std::string_view deflate, uint64_t m
 }
 
 struct DeflateParseWindow::Impl {
-    ParseDecoder decoder;
+    std::unique_ptr<Ahead> decoded;
+    std::string parse;  // from parse_start on
+    uint64_t parse_start = 0;
     bool ended = false;  // or damaged
 };
 
-DeflateParseWindow::DeflateParseWindow(Reader read, uint64_t mark_bytes)
-    : impl_(std::make_unique<Impl>(Impl{ParseDecoder{BitReader(std::move(read)), mark_bytes}})) {}
+DeflateParseWindow::DeflateParseWindow(Reader read, uint64_t mark_bytes) : impl_(std::make_unique<Impl>()) {
+    // Decoded on a thread of its own, some way ahead of the ranges asked for.
+    constexpr size_t ahead_bytes = 4u << 20, ahead_piece = 64u << 10;
+    auto decoder = std::make_shared<ParseDecoder>(BitReader(std::move(read)), mark_bytes);
+    auto step = std::make_shared<ParseDecoder::Step>(ParseDecoder::Step::More);
+    impl_->decoded = std::make_unique<Ahead>(
+        [decoder, step]() -> std::optional<std::string> {
+            while (*step == ParseDecoder::Step::More && decoder->parse().size() < ahead_piece) *step = decoder->step();
+            auto piece = decoder->take_parse();
+            if (piece.empty()) return std::nullopt;
+            return piece;
+        },
+        ahead_bytes);
+}
 DeflateParseWindow::DeflateParseWindow(DeflateParseWindow&&) noexcept = default;
 DeflateParseWindow& DeflateParseWindow::operator=(DeflateParseWindow&&) noexcept = default;
 DeflateParseWindow::~DeflateParseWindow() = default;
 
 std::optional<std::string_view> DeflateParseWindow::range(uint64_t offset, uint64_t length) {
-    auto& d = impl_->decoder;
-    if (offset < d.parse_start()) return std::nullopt;
-    while (!impl_->ended && d.parse_start() + d.parse().size() < offset + length) {
-        // What comes before offset is never read again.
-        d.drop(std::min<uint64_t>(offset - d.parse_start(), d.parse().size()));
-        impl_->ended = d.step() != ParseDecoder::Step::More;
+    auto& s = *impl_;
+    if (offset < s.parse_start) return std::nullopt;
+    // What comes before offset is never read again: dropped, also while decoding up to it.
+    const auto drop = [&] {
+        const uint64_t n = std::min<uint64_t>(offset - s.parse_start, s.parse.size());
+        s.parse.erase(0, n);
+        s.parse_start += n;
+    };
+    while (!s.ended && s.parse_start + s.parse.size() < offset + length) {
+        drop();
+        auto piece = s.decoded->take();
+        if (piece) s.parse += *piece;
+        else s.ended = true;
     }
-    d.drop(std::min<uint64_t>(offset - d.parse_start(), d.parse().size()));
-    if (d.parse_start() != offset || d.parse().size() < length) return std::nullopt;
-    return std::string_view(d.parse()).substr(0, length);
+    drop();
+    if (s.parse_start != offset || s.parse.size() < length) return std::nullopt;
+    return std::string_view(s.parse).substr(0, length);
 }
 
 }  // namespace strata::delta

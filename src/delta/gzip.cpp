@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/ahead.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/process.hpp"
@@ -27,6 +28,8 @@ constexpr size_t chunk = 64u << 10;
 // Content goes to a deflate in pieces of this size; an attempt to reproduce a member is checked
 // after each, so a deflate that does not reproduce it costs about one piece.
 constexpr size_t feed_piece = 1u << 20;
+// A window's content is inflated this far ahead of what was asked, in pieces of this size.
+constexpr size_t ahead_bytes = 8u << 20, ahead_piece = 256u << 10;
 
 uint32_t load_le32(std::string_view s) {
     return stream::load_le32({reinterpret_cast<const std::byte*>(s.data()), s.size()}, 0);
@@ -395,13 +398,13 @@ std::string gzip_member(const GzipParameters& parameters, std::string_view conte
     return builder.finish();
 }
 
-struct GunzipWindow::Impl {
-    Reader read;
-    std::string input;      // the member's bytes read last
+// Inflates a member's deflate data a piece at a time, on the window's thread. On the heap:
+// zlib reads the input where it lies.
+struct Inflater {
+    GunzipWindow::Reader read;
+    std::string input;  // the member's bytes read last
     ZStream z = ZStream::inflater();
-    std::string window;     // content from window_start on
-    uint64_t window_start = 0;
-    bool ended = false;     // at the content's end, or damaged
+    bool ended = false;  // at the content's end, or damaged
 
     bool refill() {
         input.resize(chunk);
@@ -410,13 +413,12 @@ struct GunzipWindow::Impl {
         return n > 0;
     }
 
-    // Inflates up to chunk more bytes of content into the window; false when none came.
-    bool grow() {
-        const size_t have = window.size();
-        window.resize(have + chunk);
-        z->next_out = reinterpret_cast<Bytef*>(window.data() + have);
-        z->avail_out = static_cast<uInt>(chunk);
-        while (z->avail_out == chunk && !ended) {
+    // Up to ahead_piece bytes of content; nullopt when none came.
+    std::optional<std::string> next() {
+        std::string piece(ahead_piece, '\0');
+        z->next_out = reinterpret_cast<Bytef*>(piece.data());
+        z->avail_out = static_cast<uInt>(piece.size());
+        while (z->avail_out > 0 && !ended) {
             if (z->avail_in == 0 && !refill()) {
                 ended = true;  // the member ends before its deflate data does
                 break;
@@ -425,8 +427,28 @@ struct GunzipWindow::Impl {
             if (rc == Z_STREAM_END || (rc != Z_OK && rc != Z_BUF_ERROR) || (rc == Z_BUF_ERROR && z->avail_in != 0))
                 ended = true;
         }
-        window.resize(window.size() - z->avail_out);
-        return window.size() > have;
+        piece.resize(piece.size() - z->avail_out);
+        if (piece.empty()) return std::nullopt;
+        return piece;
+    }
+};
+
+struct GunzipWindow::Impl {
+    std::unique_ptr<Ahead> inflated;
+    std::string window;  // content from window_start on
+    uint64_t window_start = 0;
+    bool ended = false;
+
+    // The next inflated piece into the window; false when none came.
+    bool grow() {
+        if (ended) return false;
+        auto piece = inflated->take();
+        if (!piece) {
+            ended = true;
+            return false;
+        }
+        window += *piece;
+        return true;
     }
 };
 
@@ -436,14 +458,16 @@ GunzipWindow& GunzipWindow::operator=(GunzipWindow&&) noexcept = default;
 GunzipWindow::~GunzipWindow() = default;
 
 std::optional<GunzipWindow> GunzipWindow::open(Reader read) {
-    auto impl = std::make_unique<Impl>();
-    impl->read = std::move(read);
+    auto inflater = std::make_shared<Inflater>();
+    inflater->read = std::move(read);
     // The header with its optional fields (a file name, a comment) in the first piece.
-    if (!impl->refill()) return std::nullopt;
-    const std::string_view first(reinterpret_cast<const char*>(impl->z->next_in), impl->z->avail_in);
+    if (!inflater->refill()) return std::nullopt;
+    const std::string_view first(reinterpret_cast<const char*>(inflater->z->next_in), inflater->z->avail_in);
     const auto header = header_length(first);
     if (!header) return std::nullopt;
-    set_input(impl->z.get(), first.substr(*header));
+    set_input(inflater->z.get(), first.substr(*header));
+    auto impl = std::make_unique<Impl>();
+    impl->inflated = std::make_unique<Ahead>([inflater] { return inflater->next(); }, ahead_bytes);
     return GunzipWindow(std::move(impl));
 }
 
