@@ -51,18 +51,7 @@ public:
 
     // At least `bytes` bytes from the current one on at hand, unless the stream ends before.
     void ensure(size_t bytes) {
-        const size_t at = pos_ >> 3;
-        if ((at < buffer_.size() && buffer_.size() - at >= bytes) || ended_) return;
-        dropped_ += std::min(at, buffer_.size());
-        pos_ -= std::min(at, buffer_.size()) * 8;
-        buffer_.erase(0, std::min(at, buffer_.size()));
-        while (buffer_.size() < (pos_ >> 3) + bytes && !ended_) {
-            const size_t have = buffer_.size();
-            buffer_.resize(have + read_chunk);
-            const size_t n = read_(buffer_.data() + have, read_chunk);
-            buffer_.resize(have + n);
-            ended_ = n == 0;
-        }
+        if ((pos_ >> 3) + bytes > buffer_.size() && !ended_) refill(bytes);
     }
     uint32_t peek(unsigned count) const { return bits_at(pos_, count); }
     uint32_t take(unsigned count) {
@@ -86,6 +75,21 @@ public:
     }
 
 private:
+    // Drops the bytes read and reads until `bytes` from the current one are at hand.
+    void refill(size_t bytes) {
+        const size_t at = pos_ >> 3;
+        dropped_ += std::min(at, buffer_.size());
+        pos_ -= std::min(at, buffer_.size()) * 8;
+        buffer_.erase(0, std::min(at, buffer_.size()));
+        while (buffer_.size() < (pos_ >> 3) + bytes && !ended_) {
+            const size_t have = buffer_.size();
+            buffer_.resize(have + read_chunk);
+            const size_t n = read_(buffer_.data() + have, read_chunk);
+            buffer_.resize(have + n);
+            ended_ = n == 0;
+        }
+    }
+
     uint32_t bits_at(uint64_t bit, unsigned count) const {
         const uint64_t byte = bit >> 3;
         uint64_t word = 0;
@@ -279,9 +283,9 @@ public:
         return Step::Ended;
     }
 
-    // The parse so far; piece j starts at piece_starts()[j] of it, from its start on.
+    // The parse decoded and not yet taken; piece j starts at offset piece_starts()[j] of the
+    // whole parse.
     std::string& parse() { return parse_; }
-    uint64_t parse_start() const { return parse_start_; }  // offset of parse()'s first byte
     std::string take_parse() {
         parse_start_ += parse_.size();
         return std::exchange(parse_, {});
@@ -295,16 +299,23 @@ private:
 
     // Where the next element, at content position pos, goes.
     std::string& at(uint64_t pos) {
-        while (pos / piece_bytes_ >= piece_starts_.size()) piece_starts_.push_back(parse_start_ + parse_.size());
+        if (pos >= next_piece_at_) start_pieces(pos);
         return parse_;
     }
-    // The literals from `from` to pos, then tag, at pos.
+    void start_pieces(uint64_t pos) {
+        while (pos / piece_bytes_ >= piece_starts_.size()) piece_starts_.push_back(parse_start_ + parse_.size());
+        const uint64_t started = piece_starts_.size();
+        next_piece_at_ = started > UINT64_MAX / piece_bytes_ ? UINT64_MAX : started * piece_bytes_;
+    }
+    // The literals from `from` to pos, then tag, at pos. No element comes between a run's start
+    // and its end, so a run crosses a piece boundary only into a piece not started yet.
     void literals_then(uint64_t from, uint64_t pos, Tag tag) {
-        while (from / piece_bytes_ != pos / piece_bytes_) {
-            const uint64_t boundary = (from / piece_bytes_ + 1) * piece_bytes_;
-            put_varint(at(from), (boundary - from) << 2 | PieceEnd);
-            from = boundary;
-        }
+        if (pos >= next_piece_at_)
+            while (from / piece_bytes_ != pos / piece_bytes_) {
+                const uint64_t boundary = (from / piece_bytes_ + 1) * piece_bytes_;
+                put_varint(at(from), (boundary - from) << 2 | PieceEnd);
+                from = boundary;
+            }
         put_varint(at(pos), (pos - from) << 2 | tag);
     }
 
@@ -405,6 +416,7 @@ private:
     std::string parse_;
     uint64_t parse_start_ = 0;
     std::vector<uint64_t> piece_starts_;
+    uint64_t next_piece_at_ = 0;  // content position where the first piece not started begins
 };
 
 // The fields of parse pieces, refusing to read past the end.
