@@ -39,9 +39,10 @@ struct DeflateParse {
 };
 std::optional<DeflateParse> reference_parse(std::string_view deflate, uint64_t mark_bytes);
 
-// reference_parse's bytes, decoded from a deflate stream read as needed in ranges that never
-// start before an earlier one did: for a client that must hold neither the old file nor its
-// parse whole.
+// reference_parse's bytes, in ranges that never start before an earlier one did, decoded from a
+// deflate stream on a thread of its own up to 4 MiB ahead: for a client that must hold neither
+// the old file nor its parse whole. The reader runs on that thread; what it throws, range()
+// throws.
 class DeflateParseWindow {
 public:
     // The stream's next bytes into buffer, at most size of them; 0 at its end.

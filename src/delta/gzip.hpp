@@ -84,9 +84,10 @@ private:
 std::string gzip_member(const GzipParameters& parameters, std::string_view content);
 
 // The content of one gzip member, read in ranges that never start before an earlier one did (a
-// patch's source windows along a large file): the member is read as needed and only the content
-// from the last range's start on is kept. For a client that must hold neither a decompressed
-// initrd nor the initrd itself whole.
+// patch's source windows along a large file): the member is read and inflated on a thread of its
+// own, up to 8 MiB of content ahead of the ranges asked for, and only the content from the last
+// range's start on is kept. For a client that must hold neither a decompressed initrd nor the
+// initrd itself whole. The reader runs on that thread; what it throws, range() throws.
 class GunzipWindow {
 public:
     // The member's next bytes into buffer, at most size of them; 0 at its end.

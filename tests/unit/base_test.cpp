@@ -6,6 +6,7 @@
 #include <vector>
 #include <chrono>
 
+#include "base/ahead.hpp"
 #include "base/error.hpp"
 #include "base/escape.hpp"
 #include "base/fd.hpp"
@@ -139,4 +140,44 @@ TEST_CASE("a shared library opened at run time gives typed functions, or says wh
                          doctest::Contains("load symbol 'libc.so.6:strata_no_such_function'"), Error);
     CHECK_THROWS_WITH_AS(SharedLibrary("libstrata-no-such-library.so.9"),
                          doctest::Contains("load library 'libstrata-no-such-library.so.9'"), Error);
+}
+
+TEST_CASE("Ahead hands over a producer's pieces in order, keeps at most its bound waiting, and passes its error on") {
+    std::atomic<int> produced = 0;
+    {
+        Ahead ahead(
+            [&]() -> std::optional<std::string> {
+                const int n = produced++;
+                if (n == 100) return std::nullopt;
+                return std::string(10, static_cast<char>('a' + n % 26));
+            },
+            35);
+        // Waiting pieces stop the producer once 35 bytes or more wait: four of ten bytes.
+        for (int i = 0; i < 200 && produced < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        CHECK(produced == 4);
+        for (int n = 0; n < 100; ++n) CHECK(ahead.take() == std::string(10, static_cast<char>('a' + n % 26)));
+        CHECK_FALSE(ahead.take());
+        CHECK_FALSE(ahead.take());
+    }
+
+    int calls = 0;
+    Ahead failing(
+        [&]() -> std::optional<std::string> {
+            if (++calls == 3) throw Error("read", "/some/file", EIO);
+            return std::string("piece");
+        },
+        1 << 20);
+    CHECK(failing.take() == "piece");
+    CHECK(failing.take() == "piece");
+    try {
+        failing.take();
+        FAIL("the producer's error was not passed on");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == "read '/some/file': Input/output error");
+    }
+    CHECK_FALSE(failing.take());
+
+    // Destroyed with pieces waiting and the producer blocked on the bound: stops and joins.
+    const Ahead abandoned([] { return std::optional<std::string>(std::string(100, 'x')); }, 1000);
 }
