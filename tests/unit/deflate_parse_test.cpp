@@ -1,7 +1,8 @@
 // Deflate streams as content plus parse (src/delta/deflate_parse.hpp): every block type and
 // every compressor here (zlib at its levels and strategies, with flushes; GNU gzip) is recorded
 // and replayed to the very bytes, in pieces of any size; a stream that is not exactly its
-// content is not recorded; a damaged or hostile parse is refused, never read out of bounds.
+// content, or writes a length another way than the canonical one, is not recorded; a damaged
+// or hostile parse is refused, never read out of bounds.
 #include <doctest/doctest.h>
 #include <zlib.h>
 
@@ -168,6 +169,77 @@ TEST_CASE("a stream that is not exactly its content has no parse") {
     damaged[damaged.size() / 2] ^= 0x10;
     CHECK_FALSE(record_deflate_parse(damaged, content, 4096));
     CHECK(test::error_of([&] { record_deflate_parse(deflate, content, 0); }).find("pieces of no bytes") != std::string::npos);
+}
+
+namespace {
+
+// Deflate bits written by hand: values least significant bit first, Huffman codes most
+// significant bit first (RFC 1951 3.1.1).
+struct HandBits {
+    std::string out;
+    unsigned byte = 0, count = 0;
+    void value(uint32_t v, unsigned bits) {
+        for (unsigned i = 0; i < bits; ++i) {
+            byte |= ((v >> i) & 1u) << count;
+            if (++count == 8) {
+                out += static_cast<char>(byte);
+                byte = count = 0;
+            }
+        }
+    }
+    void code(uint32_t c, unsigned bits) {
+        for (unsigned i = bits; i > 0; --i) value((c >> (i - 1)) & 1u, 1);
+    }
+    std::string done() {
+        if (count > 0) out += static_cast<char>(byte);
+        return out;
+    }
+};
+
+std::string zlib_inflate_raw(const std::string& deflate) {
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, -MAX_WBITS) == Z_OK);
+    std::string out(1 << 16, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(deflate.data()));
+    z.avail_in = static_cast<uInt>(deflate.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    CHECK(inflate(&z, Z_FINISH) == Z_STREAM_END);
+    out.resize(out.size() - z.avail_out);
+    inflateEnd(&z);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a stream that writes a length another way than the canonical one has no parse") {
+    // One fixed block: 'a', then 258 bytes at distance 1, the end of the block. A length of 258
+    // has a code of its own (285); code 284 with extra bits 31 says 258 too, but no replay can
+    // know that it was written so.
+    const auto stream = [](bool canonical) {
+        HandBits b;
+        b.value(1, 1);               // BFINAL
+        b.value(1, 2);               // fixed codes
+        b.code(0x30 + 'a', 8);       // literal 'a'
+        if (canonical) {
+            b.code(0xc0 + 5, 8);     // 285: 258
+        } else {
+            b.code(0xc0 + 4, 8);     // 284: 227 + extra
+            b.value(31, 5);
+        }
+        b.code(0, 5);                // distance 1
+        b.code(0, 7);                // end of block
+        return b.done();
+    };
+    const std::string content(259, 'a');
+    for (const bool canonical : {true, false}) {
+        CAPTURE(canonical);
+        const auto deflate = stream(canonical);
+        REQUIRE(zlib_inflate_raw(deflate) == content);
+        const auto parse = record_deflate_parse(deflate, content, 100);
+        CHECK(parse.has_value() == canonical);
+        if (parse) CHECK(replay(content, *parse, 100) == deflate);
+    }
 }
 
 TEST_CASE("a damaged or hostile parse is refused, or replays to other bytes, never past its bounds") {
