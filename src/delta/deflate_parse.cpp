@@ -68,6 +68,11 @@ public:
         for (uint64_t at = from - dropped_ * 8; at < pos_; at += 8)
             out += static_cast<char>(bits_at(at, static_cast<unsigned>(std::min<uint64_t>(8, pos_ - at))));
     }
+    // The next count bytes, at a byte boundary, onto out (as many as there are).
+    void append_bytes(size_t count, std::string& out) const {
+        const uint64_t byte = pos_ >> 3;
+        if (byte < buffer_.size()) out.append(buffer_, byte, std::min<size_t>(count, buffer_.size() - byte));
+    }
     // Whether the stream has no byte after the current one (the rest of which is fill).
     bool at_last_byte() {
         ensure(2);
@@ -271,8 +276,10 @@ public:
     enum class Step { More, Ended, Damaged };
 
     // content, when given, is checked: every match must repeat it and the stream end with it.
-    ParseDecoder(BitReader in, uint64_t piece_bytes, std::optional<std::string_view> content = std::nullopt)
-        : in_(std::move(in)), piece_bytes_(piece_bytes), content_(content) {}
+    // inflate: the content is rebuilt as well (take_content).
+    ParseDecoder(BitReader in, uint64_t piece_bytes, std::optional<std::string_view> content = std::nullopt,
+                 bool inflate = false)
+        : in_(std::move(in)), piece_bytes_(piece_bytes), content_(content), inflate_(inflate) {}
 
     Step step() {
         switch (state_) {
@@ -289,6 +296,15 @@ public:
     std::string take_parse() {
         parse_start_ += parse_.size();
         return std::exchange(parse_, {});
+    }
+    // The content rebuilt and not yet taken.
+    size_t content_size() const { return inflated_.size() - taken_; }
+    std::string take_content() {
+        auto piece = inflated_.substr(taken_);
+        // What later matches may reach back to stays.
+        inflated_.erase(0, inflated_.size() - std::min<size_t>(inflated_.size(), max_distance));
+        taken_ = inflated_.size();
+        return piece;
     }
     const std::vector<uint64_t>& piece_starts() const { return piece_starts_; }
     uint64_t content_position() const { return pos_; }
@@ -331,6 +347,7 @@ private:
             if ((length ^ 0xffff) != complement) return Step::Damaged;
             put_u16(at(pos_), length);
             in_.ensure(length + 8);
+            if (inflate_) in_.append_bytes(length, inflated_);
             in_.skip(uint64_t{length} * 8);
             pos_ += length;
             return block_done();
@@ -361,6 +378,7 @@ private:
             const int symbol = litlen_->decode(in_);
             if (symbol < 0) return Step::Damaged;
             if (symbol < 256) {
+                if (inflate_) inflated_ += static_cast<char>(symbol);
                 ++pos_;
                 continue;
             }
@@ -379,6 +397,7 @@ private:
             if (content_ && (length > content_->size() - std::min<uint64_t>(pos_, content_->size()) ||
                              std::memcmp(content_->data() + pos_, content_->data() + pos_ - distance, length) != 0))
                 return Step::Damaged;
+            if (inflate_) repeat(distance, length);
             literals_then(run_from_, pos_, Match);
             at(pos_) += static_cast<char>(length - 3);
             put_u16(at(pos_), distance - 1);
@@ -386,6 +405,17 @@ private:
             run_from_ = pos_;
         }
         return Step::More;
+    }
+
+    // A match's bytes, from the content rebuilt so far (distance <= pos_, and the last
+    // max_distance bytes are kept).
+    void repeat(uint32_t distance, uint32_t length) {
+        const size_t from = inflated_.size() - distance;
+        if (distance >= length) {
+            inflated_.append(std::string_view(inflated_).substr(from, length));
+            return;
+        }
+        for (uint32_t i = 0; i < length; ++i) inflated_ += inflated_[from + i];
     }
 
     Step block_done() {
@@ -408,6 +438,9 @@ private:
     BitReader in_;
     uint64_t piece_bytes_;
     std::optional<std::string_view> content_;
+    bool inflate_;
+    std::string inflated_;  // content from max_distance before the first byte not taken on
+    size_t taken_ = 0;      // of inflated_: bytes taken before
     State state_ = State::Head;
     bool final_block_ = false;
     std::optional<HuffmanDecoder<litlen_symbols>> litlen_;
@@ -669,49 +702,74 @@ std::optional<DeflateParse> reference_parse(std::string_view deflate, uint64_t m
     return DeflateParse{std::move(decoder.parse()), decoder.piece_starts()};
 }
 
-struct DeflateParseWindow::Impl {
-    std::unique_ptr<Ahead> decoded;
-    std::string parse;  // from parse_start on
-    uint64_t parse_start = 0;
+struct DeflateWindows::Impl {
+    std::unique_ptr<Ahead> decoded;  // pieces: u64:content length, content, parse
+    std::string content, parse;      // from content_start and parse_start on
+    uint64_t content_start = 0, parse_start = 0;
     bool ended = false;  // or damaged
+
+    bool next() {
+        auto piece = decoded->take();
+        if (!piece) {
+            ended = true;
+            return false;
+        }
+        uint64_t content_bytes = 0;
+        std::memcpy(&content_bytes, piece->data(), 8);
+        content.append(*piece, 8, content_bytes);
+        parse.append(*piece, 8 + content_bytes);
+        if (content.size() + parse.size() > max_held_bytes)
+            throw Error("read gzip file", "", "content and parse asked for too far apart", Fault::InvalidInput);
+        return true;
+    }
+
+    std::optional<std::string_view> range(std::string& held, uint64_t& start, uint64_t offset, uint64_t length) {
+        if (offset < start) return std::nullopt;
+        // What comes before offset is never read again: dropped, also while decoding up to it.
+        const auto drop = [&] {
+            const uint64_t n = std::min<uint64_t>(offset - start, held.size());
+            held.erase(0, n);
+            start += n;
+        };
+        while (!ended && start + held.size() < offset + length) {
+            drop();
+            next();
+        }
+        drop();
+        if (start != offset || held.size() < length) return std::nullopt;
+        return std::string_view(held).substr(0, length);
+    }
 };
 
-DeflateParseWindow::DeflateParseWindow(Reader read, uint64_t mark_bytes) : impl_(std::make_unique<Impl>()) {
+DeflateWindows::DeflateWindows(Reader read, uint64_t mark_bytes) : impl_(std::make_unique<Impl>()) {
     // Decoded on a thread of its own, some way ahead of the ranges asked for.
-    constexpr size_t ahead_bytes = 4u << 20, ahead_piece = 64u << 10;
-    auto decoder = std::make_shared<ParseDecoder>(BitReader(std::move(read)), mark_bytes);
+    constexpr size_t ahead_bytes = 8u << 20, ahead_piece = 256u << 10;
+    auto decoder = std::make_shared<ParseDecoder>(BitReader(std::move(read)), mark_bytes, std::nullopt, true);
     auto step = std::make_shared<ParseDecoder::Step>(ParseDecoder::Step::More);
     impl_->decoded = std::make_unique<Ahead>(
         [decoder, step]() -> std::optional<std::string> {
-            while (*step == ParseDecoder::Step::More && decoder->parse().size() < ahead_piece) *step = decoder->step();
-            auto piece = decoder->take_parse();
-            if (piece.empty()) return std::nullopt;
-            return piece;
+            while (*step == ParseDecoder::Step::More && decoder->parse().size() + decoder->content_size() < ahead_piece)
+                *step = decoder->step();
+            const auto content = decoder->take_content();
+            const auto parse = decoder->take_parse();
+            if (content.empty() && parse.empty()) return std::nullopt;
+            std::string piece(8, '\0');
+            const uint64_t content_bytes = content.size();
+            std::memcpy(piece.data(), &content_bytes, 8);
+            return piece.append(content).append(parse);
         },
         ahead_bytes);
 }
-DeflateParseWindow::DeflateParseWindow(DeflateParseWindow&&) noexcept = default;
-DeflateParseWindow& DeflateParseWindow::operator=(DeflateParseWindow&&) noexcept = default;
-DeflateParseWindow::~DeflateParseWindow() = default;
+DeflateWindows::DeflateWindows(DeflateWindows&&) noexcept = default;
+DeflateWindows& DeflateWindows::operator=(DeflateWindows&&) noexcept = default;
+DeflateWindows::~DeflateWindows() = default;
 
-std::optional<std::string_view> DeflateParseWindow::range(uint64_t offset, uint64_t length) {
-    auto& s = *impl_;
-    if (offset < s.parse_start) return std::nullopt;
-    // What comes before offset is never read again: dropped, also while decoding up to it.
-    const auto drop = [&] {
-        const uint64_t n = std::min<uint64_t>(offset - s.parse_start, s.parse.size());
-        s.parse.erase(0, n);
-        s.parse_start += n;
-    };
-    while (!s.ended && s.parse_start + s.parse.size() < offset + length) {
-        drop();
-        auto piece = s.decoded->take();
-        if (piece) s.parse += *piece;
-        else s.ended = true;
-    }
-    drop();
-    if (s.parse_start != offset || s.parse.size() < length) return std::nullopt;
-    return std::string_view(s.parse).substr(0, length);
+std::optional<std::string_view> DeflateWindows::content(uint64_t offset, uint64_t length) {
+    return impl_->range(impl_->content, impl_->content_start, offset, length);
+}
+
+std::optional<std::string_view> DeflateWindows::parse(uint64_t offset, uint64_t length) {
+    return impl_->range(impl_->parse, impl_->parse_start, offset, length);
 }
 
 }  // namespace strata::delta

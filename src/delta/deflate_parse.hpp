@@ -31,7 +31,7 @@ std::optional<std::vector<std::string>> record_deflate_parse(std::string_view de
 
 // The parse of a whole deflate stream as the source of diffs for the parse of its next version:
 // cut every mark_bytes of content (marks[j] is the offset in bytes of what the stream says at
-// content position j * mark_bytes), which is how DeflateParseWindow reads it too; nullopt when
+// content position j * mark_bytes), which is how DeflateWindows reads it too; nullopt when
 // deflate is not a valid deflate stream.
 struct DeflateParse {
     std::string bytes;
@@ -39,23 +39,27 @@ struct DeflateParse {
 };
 std::optional<DeflateParse> reference_parse(std::string_view deflate, uint64_t mark_bytes);
 
-// reference_parse's bytes, in ranges that never start before an earlier one did, decoded from a
-// deflate stream on a thread of its own up to 4 MiB ahead: for a client that must hold neither
-// the old file nor its parse whole. The reader runs on that thread; what it throws, range()
-// throws.
-class DeflateParseWindow {
+// A deflate stream's content and reference_parse's bytes, each in ranges that never start
+// before an earlier range of its kind did, decoded once from the stream on a thread of its own
+// some way ahead: for a client that diffs against an old file's content and parse and must hold
+// neither the file, nor its content, nor its parse whole. Ranges of the two kinds far apart make
+// the bytes between them wait; more than max_held_bytes of those are refused (Error,
+// InvalidInput). The reader runs on that thread; what it throws, the ranges throw.
+class DeflateWindows {
 public:
     // The stream's next bytes into buffer, at most size of them; 0 at its end.
     using Reader = std::function<size_t(char* buffer, size_t size)>;
+    static constexpr uint64_t max_held_bytes = 160u << 20;
 
-    DeflateParseWindow(Reader read, uint64_t mark_bytes);
-    DeflateParseWindow(DeflateParseWindow&&) noexcept;
-    DeflateParseWindow& operator=(DeflateParseWindow&&) noexcept;
-    ~DeflateParseWindow();
+    DeflateWindows(Reader read, uint64_t mark_bytes);
+    DeflateWindows(DeflateWindows&&) noexcept;
+    DeflateWindows& operator=(DeflateWindows&&) noexcept;
+    ~DeflateWindows();
 
-    // length bytes of the parse at offset; nullopt when the parse ends before them, the stream
-    // is damaged, or offset is before the start of an earlier range.
-    std::optional<std::string_view> range(uint64_t offset, uint64_t length);
+    // length bytes of the content, or of the parse, at offset; nullopt when it ends before
+    // them, the stream is damaged, or offset is before the start of an earlier range of its kind.
+    std::optional<std::string_view> content(uint64_t offset, uint64_t length);
+    std::optional<std::string_view> parse(uint64_t offset, uint64_t length);
 
 private:
     struct Impl;

@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "base/ahead.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/process.hpp"
@@ -28,8 +27,6 @@ constexpr size_t chunk = 64u << 10;
 // Content goes to a deflate in pieces of this size; an attempt to reproduce a member is checked
 // after each, so a deflate that does not reproduce it costs about one piece.
 constexpr size_t feed_piece = 1u << 20;
-// A window's content is inflated this far ahead of what was asked, in pieces of this size.
-constexpr size_t ahead_bytes = 8u << 20, ahead_piece = 256u << 10;
 
 uint32_t load_le32(std::string_view s) {
     return stream::load_le32({reinterpret_cast<const std::byte*>(s.data()), s.size()}, 0);
@@ -326,7 +323,7 @@ std::optional<DeflateParse> gzip_reference_parse(std::string_view data, uint64_t
     return reference_parse(data.substr(*header), mark_bytes);
 }
 
-std::optional<DeflateParseWindow> open_gzip_reference_parse(DeflateParseWindow::Reader read, uint64_t mark_bytes) {
+std::optional<DeflateWindows> open_gzip_windows(DeflateWindows::Reader read, uint64_t mark_bytes) {
     // The header with its optional fields (a file name, a comment) in the first piece; what
     // follows it there is the first of the deflate data.
     std::string first(chunk, '\0');
@@ -334,7 +331,7 @@ std::optional<DeflateParseWindow> open_gzip_reference_parse(DeflateParseWindow::
     const auto header = header_length(first);
     if (!header) return std::nullopt;
     first.erase(0, *header);
-    return DeflateParseWindow(
+    return DeflateWindows(
         [first = std::move(first), read = std::move(read)](char* into, size_t size) mutable {
             if (first.empty()) return read(into, size);
             const size_t n = std::min(size, first.size());
@@ -396,97 +393,6 @@ std::string gzip_member(const GzipParameters& parameters, std::string_view conte
     GzipBuilder builder(parameters);
     for (size_t pos = 0; pos < content.size(); pos += feed_piece) builder.feed(content.substr(pos, feed_piece));
     return builder.finish();
-}
-
-// Inflates a member's deflate data a piece at a time, on the window's thread. On the heap:
-// zlib reads the input where it lies.
-struct Inflater {
-    GunzipWindow::Reader read;
-    std::string input;  // the member's bytes read last
-    ZStream z = ZStream::inflater();
-    bool ended = false;  // at the content's end, or damaged
-
-    bool refill() {
-        input.resize(chunk);
-        const size_t n = read(input.data(), input.size());
-        set_input(z.get(), std::string_view(input.data(), n));
-        return n > 0;
-    }
-
-    // Up to ahead_piece bytes of content; nullopt when none came.
-    std::optional<std::string> next() {
-        std::string piece(ahead_piece, '\0');
-        z->next_out = reinterpret_cast<Bytef*>(piece.data());
-        z->avail_out = static_cast<uInt>(piece.size());
-        while (z->avail_out > 0 && !ended) {
-            if (z->avail_in == 0 && !refill()) {
-                ended = true;  // the member ends before its deflate data does
-                break;
-            }
-            const int rc = inflate(z.get(), Z_NO_FLUSH);
-            if (rc == Z_STREAM_END || (rc != Z_OK && rc != Z_BUF_ERROR) || (rc == Z_BUF_ERROR && z->avail_in != 0))
-                ended = true;
-        }
-        piece.resize(piece.size() - z->avail_out);
-        if (piece.empty()) return std::nullopt;
-        return piece;
-    }
-};
-
-struct GunzipWindow::Impl {
-    std::unique_ptr<Ahead> inflated;
-    std::string window;  // content from window_start on
-    uint64_t window_start = 0;
-    bool ended = false;
-
-    // The next inflated piece into the window; false when none came.
-    bool grow() {
-        if (ended) return false;
-        auto piece = inflated->take();
-        if (!piece) {
-            ended = true;
-            return false;
-        }
-        window += *piece;
-        return true;
-    }
-};
-
-GunzipWindow::GunzipWindow(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-GunzipWindow::GunzipWindow(GunzipWindow&&) noexcept = default;
-GunzipWindow& GunzipWindow::operator=(GunzipWindow&&) noexcept = default;
-GunzipWindow::~GunzipWindow() = default;
-
-std::optional<GunzipWindow> GunzipWindow::open(Reader read) {
-    auto inflater = std::make_shared<Inflater>();
-    inflater->read = std::move(read);
-    // The header with its optional fields (a file name, a comment) in the first piece.
-    if (!inflater->refill()) return std::nullopt;
-    const std::string_view first(reinterpret_cast<const char*>(inflater->z->next_in), inflater->z->avail_in);
-    const auto header = header_length(first);
-    if (!header) return std::nullopt;
-    set_input(inflater->z.get(), first.substr(*header));
-    auto impl = std::make_unique<Impl>();
-    impl->inflated = std::make_unique<Ahead>([inflater] { return inflater->next(); }, ahead_bytes);
-    return GunzipWindow(std::move(impl));
-}
-
-std::optional<std::string_view> GunzipWindow::range(uint64_t offset, uint64_t length) {
-    auto& s = *impl_;
-    if (offset < s.window_start) return std::nullopt;
-    // Content before offset is never read again: dropped, also while inflating up to it.
-    while (s.window_start + s.window.size() < offset) {
-        s.window_start += s.window.size();
-        s.window.clear();
-        if (!s.grow()) return std::nullopt;
-    }
-    s.window.erase(0, offset - s.window_start);
-    s.window_start = offset;
-    s.window.reserve(length + chunk);  // once, not by doubling
-    while (s.window.size() < length)
-        if (!s.grow()) break;
-    if (s.window.size() < length) return std::nullopt;
-    return std::string_view(s.window).substr(0, length);
 }
 
 }  // namespace strata::delta

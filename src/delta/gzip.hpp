@@ -10,7 +10,6 @@
 // parameters, and the payload's digest of the file's bytes catches one that compresses
 // differently.
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,9 +52,10 @@ std::optional<RecordedGzip> record_gzip(std::string_view data, std::string_view 
 // is diffed against; nullopt when data does not start with a gzip header and valid deflate data.
 std::optional<DeflateParse> gzip_reference_parse(std::string_view data, uint64_t mark_bytes);
 
-// gzip_reference_parse's bytes, read from a member as needed; nullopt when it does not start with
-// a gzip header.
-std::optional<DeflateParseWindow> open_gzip_reference_parse(DeflateParseWindow::Reader read, uint64_t mark_bytes);
+// The content and reference parse of a gzip member (DeflateWindows), read from it as needed;
+// nullopt when it does not start with a gzip header. For a client whose old initrd is the source
+// of a new one's diffs.
+std::optional<DeflateWindows> open_gzip_windows(DeflateWindows::Reader read, uint64_t mark_bytes);
 
 // Compresses content, given in pieces, into the gzip member the parameters describe: the header,
 // the deflate data and the trailer. Refuses (Error, InvalidInput) a header that is not a gzip
@@ -82,31 +82,5 @@ private:
 
 // GzipBuilder for content at hand.
 std::string gzip_member(const GzipParameters& parameters, std::string_view content);
-
-// The content of one gzip member, read in ranges that never start before an earlier one did (a
-// patch's source windows along a large file): the member is read and inflated on a thread of its
-// own, up to 8 MiB of content ahead of the ranges asked for, and only the content from the last
-// range's start on is kept. For a client that must hold neither a decompressed initrd nor the
-// initrd itself whole. The reader runs on that thread; what it throws, range() throws.
-class GunzipWindow {
-public:
-    // The member's next bytes into buffer, at most size of them; 0 at its end.
-    using Reader = std::function<size_t(char* buffer, size_t size)>;
-
-    // nullopt when the member does not start with a gzip header.
-    static std::optional<GunzipWindow> open(Reader read);
-    GunzipWindow(GunzipWindow&&) noexcept;
-    GunzipWindow& operator=(GunzipWindow&&) noexcept;
-    ~GunzipWindow();
-
-    // length bytes of content at offset; nullopt when the content ends before them, the deflate
-    // data is damaged, or offset is before the start of an earlier range.
-    std::optional<std::string_view> range(uint64_t offset, uint64_t length);
-
-private:
-    struct Impl;
-    explicit GunzipWindow(std::unique_ptr<Impl> impl);
-    std::unique_ptr<Impl> impl_;
-};
 
 }  // namespace strata::delta

@@ -947,8 +947,7 @@ struct PayloadDecoder::State {
         std::string digest, source_path;
         uint64_t content_length = 0, content_received = 0, last_window_at = 0;
         std::unique_ptr<GzipBuilder> builder;
-        std::optional<GunzipWindow> source;
-        std::optional<DeflateParseWindow> parse_source;
+        std::optional<DeflateWindows> source;  // the predecessor's content and parse
         uint64_t last_parse_window_at = 0;
     };
     std::optional<GzipFile> gzip_file;
@@ -1079,16 +1078,13 @@ struct PayloadDecoder::State {
         RecordReader r(body);
         const auto g = read_gzip_file_head(r);
         GzipFile file{{g.prefixes.begin(), g.prefixes.end()}, g.lengths, g.total, std::string(g.digest), g.source_path,
-                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt, std::nullopt, 0};
+                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt, 0};
         if (!file.source_path.empty()) {
-            // Content and parse are read along the file at their own paces.
-            const auto reader = [&] {
-                auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
-                return [fd, path = file.source_path](char* into, size_t size) { return read_full(fd->get(), into, size, path); };
-            };
-            file.source = GunzipWindow::open(reader());
-            if (file.source) file.parse_source = open_gzip_reference_parse(reader(), parse_mark_bytes);
-            if (!file.source || !file.parse_source)
+            auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
+            file.source = open_gzip_windows(
+                [fd, path = file.source_path](char* into, size_t size) { return read_full(fd->get(), into, size, path); },
+                parse_mark_bytes);
+            if (!file.source)
                 throw Error("rebuild file data from", file.source_path, "is not a gzip file (a wrong or modified parent)");
         }
         gzip_file = std::move(file);
@@ -1102,10 +1098,10 @@ struct PayloadDecoder::State {
         if (length == 0 || length > max_group_bytes || length > file.content_length - file.content_received)
             refuse("gzip content piece of " + std::to_string(length) + " bytes does not fit its file");
         bool patched = false;
-        const auto content = gzip_piece(r, length, file.source, file.last_window_at, "content", patched);
+        const auto content = gzip_piece(r, length, file.last_window_at, "content", patched);
         const auto parse_length = r.number(8);
         if (parse_length > max_parse_piece_bytes) refuse("gzip parse piece larger than " + std::to_string(max_parse_piece_bytes) + " bytes");
-        const auto parse = gzip_piece(r, parse_length, file.parse_source, file.last_parse_window_at, "parse", patched);
+        const auto parse = gzip_piece(r, parse_length, file.last_parse_window_at, "parse", patched);
         if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
         // Pieces that rebuilt more than the file's bytes cannot be the file: stopped before they
         // fill memory.
@@ -1128,9 +1124,8 @@ struct PayloadDecoder::State {
 
     // The next piece of the open gzip file's content or parse (`what`): literal, or a patch
     // against a window of the predecessor's, windows never starting before an earlier one.
-    template <typename Window>
-    std::string gzip_piece(RecordReader& r, uint64_t length, std::optional<Window>& source, uint64_t& last_window_at,
-                           const std::string& what, bool& patched) {
+    std::string gzip_piece(RecordReader& r, uint64_t length, uint64_t& last_window_at, const std::string& what, bool& patched) {
+        auto& source = gzip_file->source;
         const auto encoding = static_cast<Encoding>(r.number(1));
         if (encoding == Encoding::Literal) return std::string(r.take(length));
         patched = true;
@@ -1140,7 +1135,8 @@ struct PayloadDecoder::State {
         if (window_length > max_source_bytes) refuse("diff source larger than " + std::to_string(max_source_bytes) + " bytes");
         if (window_at < last_window_at) refuse("gzip " + what + " patch reads before an earlier one");
         last_window_at = window_at;
-        const auto window = source->range(window_at, window_length);
+        const auto window =
+            what == "content" ? source->content(window_at, window_length) : source->parse(window_at, window_length);
         if (!window)
             throw Error("rebuild file data from", gzip_file->source_path,
                         "has no gzip " + what + " at " + std::to_string(window_at) + "+" + std::to_string(window_length) +

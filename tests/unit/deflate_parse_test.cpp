@@ -118,7 +118,7 @@ TEST_CASE("every kind of deflate stream is replayed from its parse to the same b
     }
 }
 
-TEST_CASE("the parse of a stream read in forward windows is its reference parse") {
+TEST_CASE("a stream's content and parse read in forward windows are its content and reference parse") {
     const auto content = mixed_content(3 << 20, 5);
     const auto deflate = deflate_of(test::gnu_gzip(content, 6));
     constexpr uint64_t mark_bytes = 1 << 20;
@@ -130,26 +130,45 @@ TEST_CASE("the parse of a stream read in forward windows is its reference parse"
     // The reference replays to the stream too: it is a parse, cut at the marks.
     CHECK(replay(content, {reference->bytes}, uint64_t{1} << 40) == deflate);
 
-    std::string_view rest = deflate;
-    DeflateParseWindow window(
-        [&](char* into, size_t size) {
-            const auto n = std::min(size, rest.size());
-            std::copy_n(rest.data(), n, into);
-            rest.remove_prefix(n);
+    // The stream read in pieces of 1000 bytes, as a client reads its parent's file.
+    const auto reader = [](std::string data) {
+        return [data = std::move(data), at = size_t{0}](char* into, size_t size) mutable {
+            const size_t n = std::min({size, size_t{1000}, data.size() - at});
+            data.copy(into, n, at);
+            at += n;
             return n;
-        },
-        mark_bytes);
-    const auto& bytes = reference->bytes;
-    CHECK(window.range(0, 1000) == std::string_view(bytes).substr(0, 1000));
-    CHECK(window.range(500, 100000) == std::string_view(bytes).substr(500, 100000));
-    CHECK(window.range(bytes.size() / 2, 10) == std::string_view(bytes).substr(bytes.size() / 2, 10));
-    CHECK_FALSE(window.range(100, 10));  // before an earlier range
-    CHECK(window.range(bytes.size() - 7, 7) == std::string_view(bytes).substr(bytes.size() - 7));
-    CHECK_FALSE(window.range(bytes.size() - 7, 8));  // past the end
+        };
+    };
+    DeflateWindows windows(reader(deflate), mark_bytes);
+    const std::string_view bytes = reference->bytes, text = content;
+    CHECK(windows.parse(0, 1000) == bytes.substr(0, 1000));
+    CHECK(windows.content(10, 100) == text.substr(10, 100));
+    CHECK(windows.parse(500, 100000) == bytes.substr(500, 100000));
+    CHECK(windows.content(10, 300000) == text.substr(10, 300000));  // the same start again
+    CHECK(windows.content(2 << 20, 1 << 20) == text.substr(2 << 20, 1 << 20));
+    CHECK(windows.parse(bytes.size() / 2, 10) == bytes.substr(bytes.size() / 2, 10));
+    CHECK_FALSE(windows.parse(100, 10));        // before an earlier range
+    CHECK_FALSE(windows.content(1 << 20, 10));  // before an earlier range
+    CHECK(windows.parse(bytes.size() - 7, 7) == bytes.substr(bytes.size() - 7));
+    CHECK_FALSE(windows.parse(bytes.size() - 7, 8));  // past the end
+    CHECK(windows.content(content.size() - 5, 5) == text.substr(content.size() - 5));
+    CHECK_FALSE(windows.content(content.size() - 5, 6));
 
+    // A cut or damaged stream ends the windows early.
+    DeflateWindows cut(reader(deflate.substr(0, deflate.size() / 2)), mark_bytes);
+    CHECK_FALSE(cut.content(0, content.size()));
     auto damaged = deflate;
     damaged[damaged.size() / 3] ^= 0x55;
     CHECK_FALSE(reference_parse(damaged.substr(0, damaged.size() / 2), mark_bytes));
+
+    // Ranges of the two kinds far apart hold what lies between them: refused past the bound.
+    const std::string big(DeflateWindows::max_held_bytes + (1 << 20), '\0');
+    const auto big_deflate = zlib_raw(big, 1, Z_DEFAULT_STRATEGY);
+    const auto big_reference = reference_parse(big_deflate, mark_bytes);
+    REQUIRE(big_reference);
+    DeflateWindows apart(reader(big_deflate), mark_bytes);
+    CHECK(apart.content(0, 10));
+    CHECK(refused([&] { apart.parse(big_reference->marks.back(), 1); }));  // where the content ends
 }
 
 TEST_CASE("a stream that is not exactly its content has no parse") {
