@@ -68,10 +68,11 @@ public:
         for (uint64_t at = from - dropped_ * 8; at < pos_; at += 8)
             out += static_cast<char>(bits_at(at, static_cast<unsigned>(std::min<uint64_t>(8, pos_ - at))));
     }
-    // The next count bytes, at a byte boundary, onto out (as many as there are).
-    void append_bytes(size_t count, std::string& out) const {
+    // The next count bytes at hand, at a byte boundary (fewer when the stream ends before).
+    std::string_view bytes(size_t count) const {
         const uint64_t byte = pos_ >> 3;
-        if (byte < buffer_.size()) out.append(buffer_, byte, std::min<size_t>(count, buffer_.size() - byte));
+        if (byte >= buffer_.size()) return {};
+        return std::string_view(buffer_).substr(byte, count);
     }
     // Whether the stream has no byte after the current one (the rest of which is fill).
     bool at_last_byte() {
@@ -268,6 +269,50 @@ void put_varint(std::string& out, uint64_t v) {
     out += static_cast<char>(v);
 }
 
+// The content a decoder rebuilds: a buffer with room past its end, so that a match's bytes are
+// copied eight at a time (a copy call a match was a fifth of the decoding).
+class Inflated {
+public:
+    size_t size() const { return size_; }
+    // Room for `bytes` more (and the slack past them).
+    void reserve(size_t bytes) {
+        if (size_ + bytes + slack <= data_.size()) return;
+        data_.resize(std::max(data_.size() * 2, size_ + bytes + slack));
+    }
+    // After reserve(1).
+    void push(char byte) { data_[size_++] = byte; }
+    void append(std::string_view bytes) {
+        reserve(bytes.size());
+        std::memcpy(data_.data() + size_, bytes.data(), bytes.size());
+        size_ += bytes.size();
+    }
+    // The `length` bytes from `distance` back (distance <= size()), after reserve(length).
+    void repeat(size_t distance, size_t length) {
+        char* out = data_.data() + size_;
+        const char* from = out - distance;
+        if (distance >= 8) {
+            // Each eight bytes read were written before: the source is at least eight behind.
+            for (size_t i = 0; i < length; i += 8) std::memcpy(out + i, from + i, 8);
+        } else {
+            for (size_t i = 0; i < length; ++i) out[i] = from[i];
+        }
+        size_ += length;
+    }
+    // The bytes from `from` on; the last `keep` bytes stay, at the start.
+    std::string take(size_t from, size_t keep) {
+        std::string taken(data_.data() + from, size_ - from);
+        const size_t kept = std::min(keep, size_);
+        std::memmove(data_.data(), data_.data() + size_ - kept, kept);
+        size_ = kept;
+        return taken;
+    }
+
+private:
+    static constexpr size_t slack = 8;
+    std::string data_;
+    size_t size_ = 0;
+};
+
 // Decodes a deflate stream into its parse (the whole stream's, cut into pieces by content
 // position; runs of literals are cut at piece boundaries, so each piece's literals are in its
 // own content), a block head or a batch of symbols at a time.
@@ -300,9 +345,8 @@ public:
     // The content rebuilt and not yet taken.
     size_t content_size() const { return inflated_.size() - taken_; }
     std::string take_content() {
-        auto piece = inflated_.substr(taken_);
         // What later matches may reach back to stays.
-        inflated_.erase(0, inflated_.size() - std::min<size_t>(inflated_.size(), max_distance));
+        auto piece = inflated_.take(taken_, max_distance);
         taken_ = inflated_.size();
         return piece;
     }
@@ -347,7 +391,7 @@ private:
             if ((length ^ 0xffff) != complement) return Step::Damaged;
             put_u16(at(pos_), length);
             in_.ensure(length + 8);
-            if (inflate_) in_.append_bytes(length, inflated_);
+            if (inflate_) inflated_.append(in_.bytes(length));
             in_.skip(uint64_t{length} * 8);
             pos_ += length;
             return block_done();
@@ -378,7 +422,10 @@ private:
             const int symbol = litlen_->decode(in_);
             if (symbol < 0) return Step::Damaged;
             if (symbol < 256) {
-                if (inflate_) inflated_ += static_cast<char>(symbol);
+                if (inflate_) {
+                    inflated_.reserve(1);
+                    inflated_.push(static_cast<char>(symbol));
+                }
                 ++pos_;
                 continue;
             }
@@ -410,12 +457,8 @@ private:
     // A match's bytes, from the content rebuilt so far (distance <= pos_, and the last
     // max_distance bytes are kept).
     void repeat(uint32_t distance, uint32_t length) {
-        const size_t from = inflated_.size() - distance;
-        if (distance >= length) {
-            inflated_.append(std::string_view(inflated_).substr(from, length));
-            return;
-        }
-        for (uint32_t i = 0; i < length; ++i) inflated_ += inflated_[from + i];
+        inflated_.reserve(length);
+        inflated_.repeat(distance, length);
     }
 
     Step block_done() {
@@ -439,7 +482,7 @@ private:
     uint64_t piece_bytes_;
     std::optional<std::string_view> content_;
     bool inflate_;
-    std::string inflated_;  // content from max_distance before the first byte not taken on
+    Inflated inflated_;     // content from max_distance before the first byte not taken on
     size_t taken_ = 0;      // of inflated_: bytes taken before
     State state_ = State::Head;
     bool final_block_ = false;
