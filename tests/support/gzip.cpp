@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -23,6 +24,15 @@ std::string text_like(size_t n, unsigned seed) {
     while (s.size() < n) s += words[rng() % std::size(words)];
     s.resize(n);
     return s;
+}
+
+std::function<size_t(char* into, size_t size)> reader_of(std::string data) {
+    return [data = std::move(data), at = size_t{0}](char* into, size_t size) mutable {
+        const size_t n = std::min({size, size_t{1000}, data.size() - at});
+        data.copy(into, n, at);
+        at += n;
+        return n;
+    };
 }
 
 std::string zlib_gzip(std::string_view content, int level, int mem_level, int strategy) {

@@ -130,16 +130,7 @@ TEST_CASE("a stream's content and parse read in forward windows are its content 
     // The reference replays to the stream too: it is a parse, cut at the marks.
     CHECK(replay(content, {reference->bytes}, uint64_t{1} << 40) == deflate);
 
-    // The stream read in pieces of 1000 bytes, as a client reads its parent's file.
-    const auto reader = [](std::string data) {
-        return [data = std::move(data), at = size_t{0}](char* into, size_t size) mutable {
-            const size_t n = std::min({size, size_t{1000}, data.size() - at});
-            data.copy(into, n, at);
-            at += n;
-            return n;
-        };
-    };
-    DeflateWindows windows(reader(deflate), mark_bytes);
+    DeflateWindows windows(test::reader_of(deflate), mark_bytes);
     const std::string_view bytes = reference->bytes, text = content;
     CHECK(windows.parse(0, 1000) == bytes.substr(0, 1000));
     CHECK(windows.content(10, 100) == text.substr(10, 100));
@@ -155,7 +146,7 @@ TEST_CASE("a stream's content and parse read in forward windows are its content 
     CHECK_FALSE(windows.content(content.size() - 5, 6));
 
     // A cut or damaged stream ends the windows early.
-    DeflateWindows cut(reader(deflate.substr(0, deflate.size() / 2)), mark_bytes);
+    DeflateWindows cut(test::reader_of(deflate.substr(0, deflate.size() / 2)), mark_bytes);
     CHECK_FALSE(cut.content(0, content.size()));
     auto damaged = deflate;
     damaged[damaged.size() / 3] ^= 0x55;
@@ -166,7 +157,7 @@ TEST_CASE("a stream's content and parse read in forward windows are its content 
     const auto big_deflate = zlib_raw(big, 1, Z_DEFAULT_STRATEGY);
     const auto big_reference = reference_parse(big_deflate, mark_bytes);
     REQUIRE(big_reference);
-    DeflateWindows apart(reader(big_deflate), mark_bytes);
+    DeflateWindows apart(test::reader_of(big_deflate), mark_bytes);
     CHECK(apart.content(0, 10));
     CHECK(refused([&] { apart.parse(big_reference->marks.back(), 1); }));  // where the content ends
 }

@@ -160,23 +160,14 @@ TEST_CASE("headers with every optional field (extra, name, comment, header crc) 
 TEST_CASE("a member's content and parse are read in windows from after its header") {
     const auto content = test::text_like(1000000, 6);
     const auto member = test::gnu_gzip(content, 6);
-    // The member read in pieces of 1000 bytes, as the client reads its parent's file.
-    const auto reader = [](std::string data) {
-        return [data = std::move(data), at = size_t{0}](char* buffer, size_t size) mutable {
-            const size_t n = std::min({size, size_t{1000}, data.size() - at});
-            data.copy(buffer, n, at);
-            at += n;
-            return n;
-        };
-    };
     const auto reference = gzip_reference_parse(member, 1 << 20);
     REQUIRE(reference);
-    auto windows = open_gzip_windows(reader(member), 1 << 20);
+    auto windows = open_gzip_windows(test::reader_of(member), 1 << 20);
     REQUIRE(windows);
     CHECK(windows->content(10, 100) == std::string_view(content).substr(10, 100));
     CHECK(windows->parse(0, reference->bytes.size()) == reference->bytes);
     CHECK(windows->content(500000, 500000) == std::string_view(content).substr(500000));  // up to the end
     CHECK_FALSE(windows->content(999990, 11));                                           // past the end
-    CHECK_FALSE(open_gzip_windows(reader("not gzip"), 1 << 20));
+    CHECK_FALSE(open_gzip_windows(test::reader_of("not gzip"), 1 << 20));
     CHECK_FALSE(gzip_reference_parse("not gzip", 1 << 20));
 }
