@@ -139,7 +139,6 @@ public:
         flush_bytes();
         out_->append(bytes);
     }
-    bool aligned() const { return count_ % 8 == 0; }
 
 private:
     std::string* out_ = nullptr;

@@ -454,9 +454,12 @@ private:
             window.reset();
             if (source_parse) {
                 const auto& marks = source_parse->marks;
-                const auto mark = [&](uint64_t pos) { return pos / parse_mark_bytes < marks.size() ? marks[pos / parse_mark_bytes] : source_parse->bytes.size(); };
+                const auto mark = [&](uint64_t pos) {
+                    return pos / parse_mark_bytes < marks.size() ? marks[pos / parse_mark_bytes] : source_parse->bytes.size();
+                };
                 const uint64_t from = mark(at - std::min<uint64_t>(at, gzip_window_margin));
-                const uint64_t to = std::min(mark(at + gzip_piece_bytes + gzip_window_margin + parse_mark_bytes), from + max_source_bytes);
+                const uint64_t to =
+                    std::min(mark(at + gzip_piece_bytes + gzip_window_margin + parse_mark_bytes), from + max_source_bytes);
                 window.emplace(from, std::string_view(source_parse->bytes).substr(from, to - from));
             }
             put(body, parse.size(), 8);
@@ -1098,10 +1101,10 @@ struct PayloadDecoder::State {
         if (length == 0 || length > max_group_bytes || length > file.content_length - file.content_received)
             refuse("gzip content piece of " + std::to_string(length) + " bytes does not fit its file");
         bool patched = false;
-        const auto content = gzip_piece(r, length, file.last_window_at, "content", patched);
+        const auto content = gzip_piece(r, length, GzipPart::Content, patched);
         const auto parse_length = r.number(8);
         if (parse_length > max_parse_piece_bytes) refuse("gzip parse piece larger than " + std::to_string(max_parse_piece_bytes) + " bytes");
-        const auto parse = gzip_piece(r, parse_length, file.last_parse_window_at, "parse", patched);
+        const auto parse = gzip_piece(r, parse_length, GzipPart::Parse, patched);
         if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
         // Pieces that rebuilt more than the file's bytes cannot be the file: stopped before they
         // fill memory.
@@ -1122,10 +1125,13 @@ struct PayloadDecoder::State {
         emit_writes(done.prefixes, done.lengths, done.total, data, done.digest, done.source_path);
     }
 
-    // The next piece of the open gzip file's content or parse (`what`): literal, or a patch
-    // against a window of the predecessor's, windows never starting before an earlier one.
-    std::string gzip_piece(RecordReader& r, uint64_t length, uint64_t& last_window_at, const std::string& what, bool& patched) {
+    // The next piece of the open gzip file's content or parse: literal, or a patch against a
+    // window of the predecessor's, windows never starting before an earlier one of their kind.
+    enum class GzipPart { Content, Parse };
+    std::string gzip_piece(RecordReader& r, uint64_t length, GzipPart part, bool& patched) {
         auto& source = gzip_file->source;
+        const std::string what = part == GzipPart::Content ? "content" : "parse";
+        uint64_t& last_window_at = part == GzipPart::Content ? gzip_file->last_window_at : gzip_file->last_parse_window_at;
         const auto encoding = static_cast<Encoding>(r.number(1));
         if (encoding == Encoding::Literal) return std::string(r.take(length));
         patched = true;
@@ -1136,7 +1142,7 @@ struct PayloadDecoder::State {
         if (window_at < last_window_at) refuse("gzip " + what + " patch reads before an earlier one");
         last_window_at = window_at;
         const auto window =
-            what == "content" ? source->content(window_at, window_length) : source->parse(window_at, window_length);
+            part == GzipPart::Content ? source->content(window_at, window_length) : source->parse(window_at, window_length);
         if (!window)
             throw Error("rebuild file data from", gzip_file->source_path,
                         "has no gzip " + what + " at " + std::to_string(window_at) + "+" + std::to_string(window_length) +
