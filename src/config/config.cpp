@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <system_error>
+
 #include <fmt/format.h>
 #include <toml++/toml.h>
 

@@ -33,7 +33,7 @@ constexpr std::array<uint8_t, 19> code_length_order{16, 17, 18, 0, 8, 7, 9, 6, 1
 enum Tag : uint8_t { Match = 0, BlockEnd = 1, PieceEnd = 2 };
 enum BlockType : unsigned { Stored = 0, Fixed = 1, Dynamic = 2 };
 
-using DeflateReader = std::function<size_t(char* buffer, size_t size)>;
+using DeflateReader = DeflateWindows::Reader;
 
 // Bits of a deflate stream, least significant first, read through a DeflateReader in chunks
 // (a stream at hand is read from memory the same way). Bits past the end read as zeros, so a

@@ -8,7 +8,9 @@
 // initrds with; above a few kilobytes its blocks differ from zlib's). Files no deflate here
 // reproduces stay opaque. The client rebuilds with its zlib or its gzip and the recorded
 // parameters, and the payload's digest of the file's bytes catches one that compresses
-// differently.
+// differently. A large member (an initrd, which `gzip -6` took seconds to compress again)
+// instead travels with its recorded deflate parse (record_gzip), which the client replays
+// without compressing, whatever deflate made it.
 #include <cstdint>
 #include <memory>
 #include <optional>

@@ -20,9 +20,9 @@
 #include "base/process.hpp"
 #include "pool/staging.hpp"
 #include "stream/send_stream.hpp"
+#include "stream/zstd.hpp"
 #include "vendor/import.hpp"
 #include "vendor/publish.hpp"
-#include "stream/zstd.hpp"
 
 namespace strata::vendor {
 namespace {

@@ -305,6 +305,12 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         std::tie(error, out) = decode(w.v1, damaged);
         CHECK(error.ends_with(": literal data does not match its digest"));
         CHECK(w.stream.starts_with(out));
+        // Level 0 (replay a recorded parse) is for large gzip files only: a group has no parse.
+        damaged = body;
+        damaged[gzip_record('\x06')] = '\x00';
+        std::tie(error, out) = decode(w.v1, damaged);
+        CHECK(error.ends_with(": gzip group without a deflate level"));
+        CHECK(w.stream.starts_with(out));
         // Its header no longer gzip's: the thread that compresses it ahead reports it for the record.
         damaged = body;
         damaged[gzip_record('\x06') + 4] = '\x00';
@@ -573,6 +579,16 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     hostile = records;
     put_u64(hostile[z + 1].body, parse_at(hostile[z + 1].body), (64u << 20) + 1);
     CHECK(refused(hostile).ends_with(": gzip parse piece larger than " + std::to_string(64u << 20) + " bytes"));
+    // The file record asking for a deflate to run (level 6) instead of replaying its parse.
+    hostile = records;
+    {
+        // u8 level 0, u8 deflater 0, u16 header length (21: "initrd.img" in it), the header.
+        const std::string fields{'\0', '\0', '\x15', '\0', '\x1f', '\x8b', '\x08'};
+        const auto at = hostile[z].body.find(fields);
+        REQUIRE(at != std::string::npos);
+        hostile[z].body[at] = '\x06';
+    }
+    CHECK(refused(hostile).ends_with(": gzip file record without a parse to replay"));
     // The file record without its predecessor (u16 path length 0), its content still patches.
     hostile = records;
     const std::string predecessor(InitrdWorld::old_initrd);
