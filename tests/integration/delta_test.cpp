@@ -359,6 +359,13 @@ TEST_CASE("a damaged delta payload is refused and no wrong byte is passed on") {
         std::string damaged = body;
         damaged[0] = 'X';
         CHECK(decode(w.v1, damaged).first == "decode delta payload: not a strata delta payload (bad magic)");
+        // A payload of format 1 (its 'Z' files rebuilt by GNU gzip): refused before a byte passes on.
+        damaged = body;
+        REQUIRE(damaged.starts_with("strata-delta 2\n"));
+        damaged[13] = '1';
+        const auto [old_error, old_out] = decode(w.v1, damaged);
+        CHECK(old_error == "decode delta payload: a strata delta payload of another format than this client reads");
+        CHECK(old_out.empty());
         CHECK(decode(w.v1, body + "E").first == "decode delta payload: data after the end record");
     }
 }
