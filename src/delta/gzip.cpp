@@ -347,20 +347,20 @@ struct GzipBuilder::Impl {
     std::optional<DeflateReplay> replay;
     std::string member;
     uint32_t crc = 0;
-    uint64_t size = 0;
+    uint64_t size = 0;   // of the content
+    uint64_t taken = 0;  // of the member
     DeflateOut append = [this](std::string_view piece) {
         member += piece;
         return true;
     };
 };
 
-GzipBuilder::GzipBuilder(const GzipParameters& parameters, uint64_t expected_bytes) : impl_(std::make_unique<Impl>()) {
+GzipBuilder::GzipBuilder(const GzipParameters& parameters) : impl_(std::make_unique<Impl>()) {
     if (header_length(parameters.header) != parameters.header.size())
         throw Error("rebuild gzip file", "", "not a gzip header", Fault::InvalidInput);
     if (parameters.level < 0 || parameters.level > 9 || parameters.mem_level < 0 || parameters.mem_level > 9 ||
         (parameters.replays() && parameters.mem_level != 0))
         throw Error("rebuild gzip file", "", "deflate parameters out of range", Fault::InvalidInput);
-    impl_->member.reserve(expected_bytes);
     impl_->member = parameters.header;
     if (parameters.replays()) impl_->replay.emplace();
     else impl_->deflater = make_deflater(parameters);
@@ -379,7 +379,12 @@ void GzipBuilder::feed(std::string_view content, std::string_view parse) {
     impl_->deflater->feed(content, impl_->append);
 }
 
-uint64_t GzipBuilder::size() const { return impl_->member.size(); }
+uint64_t GzipBuilder::size() const { return impl_->taken + impl_->member.size(); }
+
+std::string GzipBuilder::take() {
+    impl_->taken += impl_->member.size();
+    return std::exchange(impl_->member, std::string());
+}
 
 std::string GzipBuilder::finish() {
     if (impl_->replay) impl_->replay->finish(impl_->member);

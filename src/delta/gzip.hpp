@@ -62,19 +62,23 @@ std::optional<DeflateWindows> open_gzip_windows(DeflateWindows::Reader read, uin
 // Compresses content, given in pieces, into the gzip member the parameters describe: the header,
 // the deflate data and the trailer. Refuses (Error, InvalidInput) a header that is not a gzip
 // header or parameters out of range; the caller checks the result against its digest. Memory:
-// the member; GNU gzip runs as a child process writing into an anonymous file.
+// the bytes made and not taken; GNU gzip runs as a child process writing into an anonymous file.
 class GzipBuilder {
 public:
-    // expected_bytes: the member's size when known (room for it is made at once).
-    explicit GzipBuilder(const GzipParameters& parameters, uint64_t expected_bytes = 0);
+    explicit GzipBuilder(const GzipParameters& parameters);
     ~GzipBuilder();
     GzipBuilder(const GzipBuilder&) = delete;
     GzipBuilder& operator=(const GzipBuilder&) = delete;
 
     // parse: the piece's parse when the parameters replay one, else nothing.
     void feed(std::string_view content, std::string_view parse = {});
-    // The bytes of the member made so far (a deflate holds some back until more content comes).
+    // The number of the member's bytes made so far, taken or not (a deflate holds some back
+    // until more content comes).
     uint64_t size() const;
+    // The bytes made since the last take: a caller that passes the member on as it is made
+    // holds one piece's worth, not the member.
+    std::string take();
+    // The bytes not taken yet, the last ones included.
     std::string finish();
 
 private:

@@ -952,6 +952,11 @@ struct PayloadDecoder::State {
         std::unique_ptr<GzipBuilder> builder;
         std::optional<DeflateWindows> source;  // the predecessor's content and parse
         uint64_t last_parse_window_at = 0;
+        // The member's bytes as they are made: hashed, and passed on a write command at a time.
+        sign::Sha256 sha;
+        uint64_t made = 0;
+        size_t commands_out = 0;
+        std::string partial;  // the made bytes of the next command while it is not complete
     };
     std::optional<GzipFile> gzip_file;
     std::map<std::string, std::string, std::less<>> kept;  // by digest, for Same records
@@ -1080,8 +1085,14 @@ struct PayloadDecoder::State {
     void open_gzip_file(std::string_view body) {
         RecordReader r(body);
         const auto g = read_gzip_file_head(r);
-        GzipFile file{{g.prefixes.begin(), g.prefixes.end()}, g.lengths, g.total, std::string(g.digest), g.source_path,
-                      g.content_length, 0, 0, std::make_unique<GzipBuilder>(g.gzip, g.total), std::nullopt, 0};
+        GzipFile file;
+        file.prefixes.assign(g.prefixes.begin(), g.prefixes.end());
+        file.lengths = g.lengths;
+        file.total = g.total;
+        file.digest = g.digest;
+        file.source_path = g.source_path;
+        file.content_length = g.content_length;
+        file.builder = std::make_unique<GzipBuilder>(g.gzip);
         if (!file.source_path.empty()) {
             auto fd = std::make_shared<Fd>(open_parent_file(parent, file.source_path).first);
             file.source = open_gzip_windows(
@@ -1106,9 +1117,6 @@ struct PayloadDecoder::State {
         if (parse_length > max_parse_piece_bytes) refuse("gzip parse piece larger than " + std::to_string(max_parse_piece_bytes) + " bytes");
         const auto parse = gzip_piece(r, parse_length, GzipPart::Parse, patched);
         if (r.left() != 0) refuse("gzip content record has " + std::to_string(r.left()) + " bytes left over");
-        // Pieces that rebuilt more than the file's bytes cannot be the file: stopped before they
-        // fill memory.
-        if (file.builder->size() > file.total) data_mismatch(file.source_path);
         try {
             file.builder->feed(content, parse);
         } catch (const Error& e) {
@@ -1118,11 +1126,37 @@ struct PayloadDecoder::State {
             throw;
         }
         file.content_received += length;
-        if (file.content_received < file.content_length) return;
-        const auto data = file.builder->finish();
-        const GzipFile done = std::move(file);
+        if (file.content_received < file.content_length) {
+            pass_made(file, file.builder->take());
+            return;
+        }
+        pass_made(file, file.builder->finish());
+        if (file.made != file.total || file.sha.hex_digest() != file.digest) data_mismatch(file.source_path);
         gzip_file.reset();
-        emit_writes(done.prefixes, done.lengths, done.total, data, done.digest, done.source_path);
+    }
+
+    // Passes on the write commands that the member's newly made bytes complete, so that receive
+    // works on the member while the rest of it is rebuilt, in one piece's memory. Its digest is
+    // checked once it is whole; a member that fails it fails the stream, and nothing received
+    // gets a name before the stream's digest is the signed one.
+    void pass_made(GzipFile& file, std::string_view made) {
+        // Bytes beyond the file's cannot be the file: stopped before they fill memory.
+        if (made.size() > file.total - file.made) data_mismatch(file.source_path);
+        file.sha.update(made);
+        file.made += made.size();
+        while (file.commands_out < file.lengths.size()) {
+            const size_t want = file.lengths[file.commands_out] - file.partial.size();
+            if (made.size() < want) {
+                file.partial.append(made);
+                return;
+            }
+            std::string_view data = made.substr(0, want);
+            if (!file.partial.empty()) data = file.partial.append(data);
+            emit(stream::make_command(Cmd::Write, file.prefixes[file.commands_out], data));
+            made.remove_prefix(want);
+            file.partial.clear();
+            ++file.commands_out;
+        }
     }
 
     // The next piece of the open gzip file's content or parse: literal, or a patch against a

@@ -125,6 +125,31 @@ TEST_CASE("GNU gzip's members, which zlib does not reproduce, are rebuilt byte f
     CHECK(gzip_member(*parameters, content) != test::gnu_gzip(content, 6));
 }
 
+TEST_CASE("a recorded member is rebuilt from its content and parse, taken as it is made") {
+    std::ifstream self("/proc/self/exe", std::ios::binary);
+    std::string content(3000000, '\0');
+    self.read(content.data(), static_cast<std::streamsize>(content.size()));
+    content.resize(static_cast<size_t>(self.gcount()));
+    const auto member = test::gnu_gzip(content, 6);
+    constexpr uint64_t piece = 700000;
+    const auto recorded = record_gzip(member, content, piece);
+    REQUIRE(recorded);
+    CHECK(recorded->parameters.replays());
+    REQUIRE(recorded->parse.size() == (content.size() + piece - 1) / piece);
+    GzipBuilder builder(recorded->parameters);
+    std::string rebuilt;
+    for (size_t i = 0; i < recorded->parse.size(); ++i) {
+        builder.feed(std::string_view(content).substr(i * piece, piece), recorded->parse[i]);
+        const auto taken = builder.take();
+        CHECK(!taken.empty());  // a piece's deflate bytes, past the first piece's header
+        rebuilt += taken;
+        CHECK(builder.size() == rebuilt.size());
+        CHECK(builder.take().empty());
+    }
+    rebuilt += builder.finish();
+    CHECK(rebuilt == member);
+}
+
 TEST_CASE("headers with every optional field (extra, name, comment, header crc) are kept as they are") {
     const auto content = text_like(100000, 7);
     // FEXTRA 0x04, FNAME 0x08, FCOMMENT 0x10, FHCRC 0x02; the header crc is the low half of the
