@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/ahead.hpp"
 #include "base/error.hpp"
 #include "delta/bsdiff.hpp"
 #include "delta/clone_writes.hpp"
@@ -938,7 +939,10 @@ struct PayloadDecoder::State {
     size_t scanned = 0;   // of buffer: records before it have had their parent ranges read ahead
     bool magic_seen = false, ended = false;
     uint64_t records = 0, scanned_records = 0, stream_bytes = 0;
+    // The stream's digest, on a thread of its own: on the decoder's, hashing a kernel update's
+    // ~450 MB took a tenth of the time of applying it.
     sign::Sha256 sha;
+    Behind hasher{[this](std::string_view bytes) { sha.update(bytes); }, 1u << 20, 16u << 20};
     std::optional<ParentReadahead> readahead;  // started by the first record that reads the parent
     std::optional<GzipAhead> gzip_ahead;       // started by the first gzip record
 
@@ -981,7 +985,7 @@ struct PayloadDecoder::State {
     }
     void account(std::string_view bytes) {
         if (!start.known()) start.feed(bytes);
-        sha.update(bytes);
+        hasher.feed(bytes);
         stream_bytes += bytes.size();
     }
 
@@ -1301,6 +1305,7 @@ DecodeResult PayloadDecoder::finish() {
         if (state_->gzip_file) refuse("payload ends inside a gzip file's content");
         if (!state_->ended) refuse("payload ends before its end record");
         if (state_->consumed != state_->buffer.size()) refuse("data after the end record");
+        state_->hasher.finish();
         return DecodeResult{state_->stream_bytes, state_->sha.hex_digest()};
     });
 }

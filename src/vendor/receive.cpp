@@ -5,17 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <condition_variable>
-#include <deque>
-#include <exception>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <span>
 #include <string>
-#include <thread>
-#include <utility>
 
+#include "base/ahead.hpp"
 #include "base/error.hpp"
 #include "base/process.hpp"
 #include "pool/staging.hpp"
@@ -121,95 +116,6 @@ struct Received {
 // message is what the caller gets.
 struct ReceiverGone {};
 
-// Checking the stream and handing it to btrfs receive run on a thread of their own, so that
-// producing it (decompressing, rebuilding a delta from the parent) and checking it share the
-// cores instead of taking turns. The producer's pieces travel in batches, a few MiB ahead at
-// most; an error of the checking side is thrown to the producer at its next piece.
-class Forwarder {
-public:
-    explicit Forwarder(stream::Sink consume) : consume_(std::move(consume)), thread_([this] { run(); }) {}
-    Forwarder(const Forwarder&) = delete;
-    Forwarder& operator=(const Forwarder&) = delete;
-    // After a producer's failure: what is still queued is dropped.
-    ~Forwarder() {
-        if (!thread_.joinable()) return;
-        {
-            const std::lock_guard lock(mutex_);
-            queue_.clear();
-            closed_ = true;
-        }
-        wake_.notify_all();
-        thread_.join();
-    }
-
-    void feed(std::string_view data) {
-        batch_.append(data);
-        if (batch_.size() >= batch_bytes) push();
-    }
-
-    // Everything fed has been consumed when this returns; rethrows the consumer's error.
-    void finish() {
-        if (!batch_.empty()) push();
-        {
-            const std::lock_guard lock(mutex_);
-            closed_ = true;
-        }
-        wake_.notify_all();
-        thread_.join();
-        if (error_) std::rethrow_exception(error_);
-    }
-
-private:
-    static constexpr size_t batch_bytes = 256u << 10;
-    static constexpr size_t max_waiting_bytes = 8u << 20;
-
-    void push() {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return waiting_bytes_ < max_waiting_bytes || failed_; });
-        if (failed_) std::rethrow_exception(error_);
-        waiting_bytes_ += batch_.size();
-        queue_.push_back(std::exchange(batch_, std::string()));
-        batch_.reserve(batch_bytes + (64u << 10));
-        lock.unlock();
-        wake_.notify_all();
-    }
-
-    void run() {
-        for (;;) {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [&] { return !queue_.empty() || closed_; });
-            if (queue_.empty()) return;
-            std::string batch = std::move(queue_.front());
-            queue_.pop_front();
-            lock.unlock();
-            try {
-                consume_(batch);
-            } catch (...) {
-                lock.lock();
-                error_ = std::current_exception();
-                failed_ = true;
-                lock.unlock();
-                wake_.notify_all();
-                return;
-            }
-            lock.lock();
-            waiting_bytes_ -= batch.size();
-            lock.unlock();
-            wake_.notify_all();
-        }
-    }
-
-    stream::Sink consume_;
-    std::string batch_;  // the producer's, until pushed
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::deque<std::string> queue_;
-    size_t waiting_bytes_ = 0;
-    bool closed_ = false, failed_ = false;
-    std::exception_ptr error_;  // written by the consumer before failed_, read after join or failed_
-    std::thread thread_;        // last: starts after the members it uses exist
-};
-
 Received receive_checked(const pool::Pool& pool, std::string_view label, const StreamProducer& produce, const Dir& into) {
     int sockets[2];
     // A socket, not a pipe: send(MSG_NOSIGNAL) reports a dead receiver as EPIPE instead of
@@ -232,8 +138,12 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
     bool receiver_gone = false;
     Received received;
     {
-        // Declared after `ours`: its thread writes to it until joined.
-        Forwarder forwarder([&](std::string_view data) {
+        // Checking the stream and handing it to btrfs receive run on a thread of their own, so
+        // that producing it (decompressing, rebuilding a delta from the parent) and checking it
+        // share the cores instead of taking turns; a few MiB wait at most. Declared after
+        // `ours`: its thread writes to it until joined.
+        Behind forwarder(
+            [&](std::string_view data) {
             with_context("validate stream", label, [&] { validator.feed(bytes(data)); });
             references.check(validator.seen());
             while (!data.empty()) {
@@ -243,7 +153,8 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
                 if (sent < 0) throw_errno("write to", "btrfs receive");
                 data.remove_prefix(static_cast<size_t>(sent));
             }
-        });
+            },
+            256u << 10, 8u << 20);
         try {
             produce([&](std::string_view data) { forwarder.feed(data); });
             forwarder.finish();

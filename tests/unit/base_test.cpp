@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 #include <chrono>
@@ -180,4 +182,63 @@ TEST_CASE("Ahead hands over a producer's pieces in order, keeps at most its boun
 
     // Destroyed with pieces waiting and the producer blocked on the bound: stops and joins.
     const Ahead abandoned([] { return std::optional<std::string>(std::string(100, 'x')); }, 1000);
+}
+
+TEST_CASE("Behind consumes what is fed in order and in batches, holds the feeder at its bound, and passes its error on") {
+    std::string consumed;
+    std::vector<size_t> batches;
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool blocked = true;
+    {
+        Behind behind(
+            [&](std::string_view batch) {
+                std::unique_lock lock(mutex);
+                changed.wait(lock, [&] { return !blocked; });
+                consumed += batch;
+                batches.push_back(batch.size());
+            },
+            100, 250);
+        std::string fed;
+        std::atomic<size_t> fed_bytes = 0;
+        std::thread feeder([&] {
+            for (size_t n = 0; n < 200; ++n) {
+                const std::string piece(7 + n % 13, static_cast<char>('a' + n % 26));
+                behind.feed(piece);
+                fed += piece;
+                fed_bytes += piece.size();
+            }
+            behind.finish();
+        });
+        // The consumer holds its first batch: the feeder stops once 250 bytes or more wait.
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK(fed_bytes < 500);
+        {
+            const std::lock_guard lock(mutex);
+            blocked = false;
+        }
+        changed.notify_all();
+        feeder.join();
+        CHECK(consumed == fed);
+        // Batches of at least 100 bytes (a piece completes them), the last one what was left.
+        for (size_t i = 0; i + 1 < batches.size(); ++i) CHECK((batches[i] >= 100 && batches[i] < 120));
+    }
+
+    int calls = 0;
+    Behind failing(
+        [&](std::string_view) {
+            if (++calls == 2) throw Error("write to", "btrfs receive", EPIPE);
+        },
+        10, 1000);
+    CHECK_THROWS_WITH_AS(
+        [&] {
+            for (int n = 0; n < 1000; ++n) failing.feed("0123456789");
+        }(),
+        "write to 'btrfs receive': Broken pipe", Error);
+    CHECK_THROWS_WITH_AS(failing.finish(), "write to 'btrfs receive': Broken pipe", Error);
+    CHECK(calls == 2);
+
+    // Destroyed without finish(), batches waiting behind a consumer that is slow: joins.
+    Behind abandoned([](std::string_view) { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }, 10, 1000);
+    for (int n = 0; n < 50; ++n) abandoned.feed("0123456789");
 }
