@@ -4,16 +4,31 @@
 #   qemu-boot.sh IMAGE VARS LOG [TIMEOUT_S]
 # VARS is this machine's copy of OVMF_VARS.fd (created on first use): it carries the EFI
 # variables (systemd-boot's LoaderEntry*, boot counting) from one boot of IMAGE to the next.
+# A guest that panics or drops to an emergency shell never powers off: QEMU is stopped as soon
+# as the log says so (exit 125), instead of at the timeout.
 set -euo pipefail
 image=$1 vars=$2 log=$3 timeout_s=${4:-300}
 code=/usr/share/OVMF/OVMF_CODE.fd
 [ -r "$code" ] || { echo "qemu-boot: $code missing (install ovmf)" >&2; exit 1; }
 [ -e "$vars" ] || cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
-rc=0
+: >"$log"
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -machine q35 -m 1536 -smp 2 \
     -drive if=pflash,format=raw,unit=0,readonly=on,file="$code" \
     -drive if=pflash,format=raw,unit=1,file="$vars" \
     -drive file="$image",format=raw,if=virtio \
-    -nic none -display none -serial file:"$log" -monitor none -no-reboot </dev/null >"$log.qemu" 2>&1 || rc=$?
+    -nic none -display none -serial file:"$log" -monitor none -no-reboot </dev/null >"$log.qemu" 2>&1 &
+qemu=$!
+stuck='Kernel panic - not syncing|You are in emergency mode|Entering emergency mode|Give root password for maintenance'
+while kill -0 "$qemu" 2>/dev/null; do
+    if grep -aqE "$stuck" "$log"; then
+        kill "$qemu" 2>/dev/null || true
+        wait "$qemu" || true
+        echo "qemu-boot: the guest is stuck: $(grep -aoE "$stuck" "$log" | head -1) (see $log)" >&2
+        exit 125
+    fi
+    sleep 2
+done
+rc=0
+wait "$qemu" || rc=$?
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then echo "qemu-boot: timeout after ${timeout_s}s (see $log)" >&2; exit 124; fi
 exit "$rc"

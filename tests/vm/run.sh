@@ -92,7 +92,12 @@ on_image() { strata --pool "$work/pool" --boot-dir "$work/esp" "$@"; }
 boot() {
     local log=$artifacts/$1.log
     note "booting ($1), serial log $log"
-    bash "$here/qemu-boot.sh" "$disk" "$vars" "$log" "${VM_BOOT_TIMEOUT:-420}" || die "$1: QEMU failed or timed out (see $log)"
+    if ! bash "$here/qemu-boot.sh" "$disk" "$vars" "$log" "${VM_BOOT_TIMEOUT:-420}"; then
+        # CI keeps only this test's output, not the artifacts: the log's end says where it stopped.
+        note "the last lines of $log:"
+        tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;=]*[A-Za-z]//g' | grep -av '^\s*$' | tail -40 | sed 's/^/  | /' >&2
+        die "$1: QEMU failed or timed out (see $log)"
+    fi
     local line
     # Anywhere in a line: the serial getty's "login: " prompt may come first on the same line.
     line=$(tr -d '\r' <"$log" | grep -a -o 'STRATA-MARKER .*' | tail -1) || die "$1: no marker line (see $log)"
