@@ -142,8 +142,7 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
         // that producing it (decompressing, rebuilding a delta from the parent) and checking it
         // share the cores instead of taking turns; a few MiB wait at most. Declared after
         // `ours`: its thread writes to it until joined.
-        Behind forwarder(
-            [&](std::string_view data) {
+        const auto check_and_send = [&](std::string_view data) {
             with_context("validate stream", label, [&] { validator.feed(bytes(data)); });
             references.check(validator.seen());
             while (!data.empty()) {
@@ -153,8 +152,8 @@ Received receive_checked(const pool::Pool& pool, std::string_view label, const S
                 if (sent < 0) throw_errno("write to", "btrfs receive");
                 data.remove_prefix(static_cast<size_t>(sent));
             }
-            },
-            256u << 10, 8u << 20);
+        };
+        Behind forwarder(check_and_send, 256u << 10, 8u << 20);
         try {
             produce([&](std::string_view data) { forwarder.feed(data); });
             forwarder.finish();
