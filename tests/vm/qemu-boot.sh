@@ -6,13 +6,17 @@
 # variables (systemd-boot's LoaderEntry*, boot counting) from one boot of IMAGE to the next.
 # A guest that panics or drops to an emergency shell never powers off: QEMU is stopped as soon
 # as the log says so (exit 125), instead of at the timeout.
+# One vCPU: with two, multi-threaded TCG now and then livelocked the guest when its kernel
+# patched a static key ("random: crng init done", then one CPU looping on the int3 of
+# text_poke_bp and the other in an RCU stall, found in a hung boot's log); with one CPU, no
+# other one runs the code being patched.
 set -euo pipefail
 image=$1 vars=$2 log=$3 timeout_s=${4:-300}
 code=/usr/share/OVMF/OVMF_CODE.fd
 [ -r "$code" ] || { echo "qemu-boot: $code missing (install ovmf)" >&2; exit 1; }
 [ -e "$vars" ] || cp /usr/share/OVMF/OVMF_VARS.fd "$vars"
 : >"$log"
-timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -machine q35 -m 1536 -smp 2 \
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -machine q35 -m 1536 -smp 1 \
     -drive if=pflash,format=raw,unit=0,readonly=on,file="$code" \
     -drive if=pflash,format=raw,unit=1,file="$vars" \
     -drive file="$image",format=raw,if=virtio \
