@@ -612,6 +612,26 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     hostile[z].body.resize(hostile[z].body.size() - predecessor.size() - 2);
     hostile[z].body += std::string(2, '\0');
     CHECK(refused(hostile).ends_with(": gzip content patch without a source file"));
+    // Write commands one byte shorter than the member its content and parse rebuild: refused
+    // once the bytes made pass the file's, before its last write passes on.
+    hostile = records;
+    {
+        // u32 count, then per write: u32 prefix length, the prefix, u32 data length.
+        const auto u32_at = [&](const std::string& b, size_t at) {
+            uint32_t v = 0;
+            for (size_t i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(b[at + i])} << (8 * i);
+            return v;
+        };
+        auto& head = hostile[z].body;
+        const uint32_t count = u32_at(head, 0);
+        size_t at = 4;
+        for (uint32_t i = 0; i + 1 < count; ++i) at += 4 + u32_at(head, at) + 4;
+        at += 4 + u32_at(head, at);
+        const uint32_t shorter = u32_at(head, at) - 1;
+        for (size_t i = 0; i < 4; ++i) head[at + i] = static_cast<char>(shorter >> (8 * i));
+    }
+    CHECK(refused(hostile).ends_with(": rebuild file data from 'lib/modules/6.1.0-50/initrd.img': does not match its digest (a "
+                                     "wrong or modified parent)"));
     hostile = records;
     put_u64(hostile[z + 1].body, 9, 5u << 20);  // a 32 MiB window from 5 MiB passes the 36 MiB content's end
     CHECK(refused(hostile).ends_with(": rebuild file data from 'lib/modules/6.1.0-50/initrd.img': has no gzip content at " +
