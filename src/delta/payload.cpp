@@ -47,6 +47,14 @@ constexpr size_t path_max = 4096;
 // max_source_bytes of its predecessor's content that starts this far before the piece.
 constexpr uint64_t gzip_piece_bytes = max_source_bytes / 4 * 3;
 constexpr uint64_t gzip_window_margin = max_source_bytes / 8;
+// What a gzip member starts with (RFC 1952: id1, id2, deflate).
+constexpr std::string_view gzip_magic = "\x1f\x8b\x08";
+// A gzip member this large or larger travels with its parse ('Z') even when a 'W' group would
+// hold it (Encoder::replays_better), when its parse costs at most this share of the member's
+// bytes: a parse that diffs well against the predecessor's (the same text with new entries on
+// top), not one of new content, which costs about as much as the member once more.
+constexpr uint64_t min_replayed_gzip_bytes = 512u << 10;
+constexpr uint64_t max_replayed_parse_share = 8;  // 1/8
 // The predecessor's parse is cut every MiB of its content: where a window of it starts and ends.
 constexpr uint64_t parse_mark_bytes = 1u << 20;
 // A piece's parse: a few bytes a back-reference of at least 3 bytes of content, and block heads.
@@ -352,7 +360,6 @@ private:
     // it can be rebuilt whole (encode_gzip_file); any other run of writes is cut at
     // max_group_bytes.
     static uint64_t group_limit(const Group& g) {
-        static constexpr std::string_view gzip_magic = "\x1f\x8b\x08";
         return g.offset == 0 && g.data.starts_with(gzip_magic) ? max_gzip_file_bytes : max_group_bytes;
     }
 
@@ -360,7 +367,10 @@ private:
         if (!group_) return;
         Group g = std::move(*group_);
         group_.reset();
-        if (g.data.size() <= max_group_bytes) return encode_writes(std::move(g));
+        if (g.data.size() <= max_group_bytes) {
+            if (replays_better(g) && encode_gzip_file(g, g.data.size() / max_replayed_parse_share)) return;
+            return encode_writes(std::move(g));
+        }
         if (encode_gzip_file(g)) return;
         // Not a gzip file rebuilt whole: the groups of at most max_group_bytes that write()
         // would have cut.
@@ -375,6 +385,15 @@ private:
             encode_writes(std::move(part));
             first = end, at += bytes;
         }
+    }
+
+    // Whether a file small enough for a 'W' group may go as a 'Z' record instead: a gzip member
+    // of min_replayed_gzip_bytes or more (a kernel's changelog: 1.1 MB, 3.2 MB of content) costs
+    // the client ~0.23 s of a core to compress again with `gzip -9`, replaying its parse a few
+    // milliseconds. A file the parent holds as it is stays a copy.
+    bool replays_better(const Group& g) const {
+        return g.offset == 0 && g.data.size() >= min_replayed_gzip_bytes && g.data.starts_with(gzip_magic) &&
+               !identical_file(g);
     }
 
     void encode_writes(Group g) {
@@ -409,8 +428,9 @@ private:
     // took ~5 s of one core). Content and parse are each diffed against a window of the
     // predecessor's around the same content position (an initrd of the next kernel keeps its
     // files in the same order, shifted by kilobytes, and its compressor makes the same choices
-    // where the content is the same) or sent literally.
-    bool encode_gzip_file(const Group& g) {
+    // where the content is the same) or sent literally. With max_parse_cost, nothing is emitted
+    // (false) when the parse's pieces would cost more compressed bytes than that.
+    bool encode_gzip_file(const Group& g, std::optional<uint64_t> max_parse_cost = std::nullopt) {
         const auto pred = files_.predecessor(names_.resolve(g.path));
         std::optional<std::string> pred_bytes;
         if (pred && *files_.size_of(*pred) <= max_gzip_file_bytes) pred_bytes = read_parent_file(parent_, *pred, max_gzip_file_bytes);
@@ -429,17 +449,7 @@ private:
             if (source_content) source_parse = gzip_reference_parse(*pred_bytes, parse_mark_bytes);
         }
         if (source_parse) source_path = *pred;
-        ++stats_.groups;
-        std::string head;
-        put_writes(head, g);
-        sign::Sha256 sha;
-        sha.update(g.data);
-        head += sha.hex_digest();
-        put_gzip_parameters(head, recorded->parameters, content->size());
-        put(head, source_path.size(), 2);
-        head += source_path;
-        emit_record(RecordType::GzipFile, head);
-        for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i) {
+        const auto piece_record = [&](uint64_t at, size_t i, uint64_t& parse_cost) {
             const auto piece = std::string_view(*content).substr(at, gzip_piece_bytes);
             std::string body;
             put(body, piece.size(), 8);
@@ -464,27 +474,51 @@ private:
                 window.emplace(from, std::string_view(source_parse->bytes).substr(from, to - from));
             }
             put(body, parse.size(), 8);
-            put_piece(body, parse, window);
-            emit_record(RecordType::Content, body);
-        }
+            parse_cost += put_piece(body, parse, window);
+            return body;
+        };
+        // Checked pieces are held until all are, the others emitted as they are made.
+        std::vector<std::string> held;
+        uint64_t parse_cost = 0;
+        if (max_parse_cost)
+            for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i) {
+                held.push_back(piece_record(at, i, parse_cost));
+                if (parse_cost > *max_parse_cost) return false;
+            }
+        ++stats_.groups;
+        std::string head;
+        put_writes(head, g);
+        sign::Sha256 sha;
+        sha.update(g.data);
+        head += sha.hex_digest();
+        put_gzip_parameters(head, recorded->parameters, content->size());
+        put(head, source_path.size(), 2);
+        head += source_path;
+        emit_record(RecordType::GzipFile, head);
+        for (auto& body : held) emit_record(RecordType::Content, body);
+        if (!max_parse_cost)
+            for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i)
+                emit_record(RecordType::Content, piece_record(at, i, parse_cost));
         stats_.recompressed_bytes += g.data.size();
         return true;
     }
 
     // Bytes of a gzip file's content or parse: a patch against the window (offset, bytes) of the
-    // predecessor's when one is worth it, else literal.
-    void put_piece(std::string& body, std::string_view piece, const std::optional<std::pair<uint64_t, std::string_view>>& window) {
+    // predecessor's when one is worth it, else literal. Returns what they are estimated to cost
+    // compressed.
+    size_t put_piece(std::string& body, std::string_view piece, const std::optional<std::pair<uint64_t, std::string_view>>& window) {
         std::optional<Patch> patch;
         if (window) patch = worthwhile_patch(window->second, piece);
         if (!patch) {
             put(body, static_cast<uint8_t>(Encoding::Literal), 1);
             body += piece;
-            return;
+            return estimate_.compressed_size(piece);
         }
         put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
         put(body, window->first, 8);
         put(body, window->second.size(), 8);
         put_patch(body, *patch);
+        return patch_cost(*patch);
     }
 
     // The leading writes of g that carry the parent's bytes at their own offsets (a file
@@ -650,9 +684,13 @@ private:
             return stretches;
         }
         auto patch = make_patch(source, target);
-        const size_t cost = patch.controls.size() * 24 + estimate_.compressed_size(patch.diff) + estimate_.compressed_size(patch.extra);
-        if (cost >= literal) return std::nullopt;
+        if (patch_cost(patch) >= literal) return std::nullopt;
         return patch;
+    }
+
+    // What a patch is estimated to cost in the compressed body.
+    size_t patch_cost(const Patch& patch) {
+        return patch.controls.size() * 24 + estimate_.compressed_size(patch.diff) + estimate_.compressed_size(patch.extra);
     }
 
     const Dir& parent_;

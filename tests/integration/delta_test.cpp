@@ -447,18 +447,40 @@ struct InitrdWorld {
 
     static constexpr const char* reinstalled = "lib/firmware/blob.gz";
 
+    // A kernel's changelog (GNU gzip -9, small enough for a write group, too large to compress
+    // again on the client: rebuilt from its parse too), and the next kernel's with new entries on
+    // top; the old one also under a new name, which stays a copy.
+    static constexpr const char* old_changelog = "share/doc/linux-image-6.1.0-50/changelog.gz";
+    static constexpr const char* new_changelog = "share/doc/linux-image-6.1.0-56/changelog.gz";
+    static constexpr const char* copied_changelog = "share/doc/linux-image-6.1.0-56/changelog.old.gz";
+    static std::string changelog_v1() { return test::text_like(200000, 30) + random_bytes(600000, 31) + test::text_like(200000, 32); }
+    static std::string changelog_v2() { return test::text_like(20000, 33) + changelog_v1(); }
+    // A changelog whose next version is new text: its parse would cost as much as the member
+    // again, so it is compressed again on the client ('W' gzip).
+    static constexpr const char* rewritten_changelog = "share/doc/git/changelog.gz";
+
     InitrdWorld() {
         run_btrfs({"subvolume", "create", v1.string()});
         const auto initrd_v1 = test::gnu_gzip(content_v1(), 6);
         write_file(v1 / old_initrd, initrd_v1);
         write_file(v1 / reinstalled, initrd_v1);
+        write_file(v1 / old_changelog, test::gnu_gzip(changelog_v1(), 9));
+        write_file(v1 / rewritten_changelog, test::gnu_gzip(test::text_like(600000, 40) + random_bytes(500000, 43), 9));
         run_btrfs({"subvolume", "snapshot", v1.string(), v2.string()});
         fs::remove_all(v2 / "lib/modules/6.1.0-50");
         write_file(v2 / new_initrd, test::gnu_gzip(content_v2(), 6));
         // A large gzip file written again as it was (a package reinstalled), after the initrd.
         fs::remove(v2 / reinstalled);
         write_file(v2 / reinstalled, initrd_v1);
+        fs::remove_all(v2 / "share/doc/linux-image-6.1.0-50");
+        write_file(v2 / new_changelog, test::gnu_gzip(changelog_v2(), 9));
+        fs::copy_file(v1 / old_changelog, v2 / copied_changelog);
+        fs::remove(v2 / rewritten_changelog);
+        write_file(v2 / rewritten_changelog, test::gnu_gzip(test::text_like(600000, 41) + random_bytes(500000, 42), 9));
+        REQUIRE(fs::file_size(v2 / rewritten_changelog) > (512u << 10));
         REQUIRE(fs::file_size(v2 / new_initrd) > delta::max_group_bytes);
+        REQUIRE(fs::file_size(v2 / new_changelog) > (512u << 10));
+        REQUIRE(fs::file_size(v2 / new_changelog) < delta::max_group_bytes);
         run_btrfs({"property", "set", v1.string(), "ro", "true"});
         run_btrfs({"property", "set", v2.string(), "ro", "true"});
         run_btrfs({"send", "-q", "-p", v1.string(), "-f", stream_file.string(), v2.string()});
@@ -473,10 +495,15 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     REQUIRE(fd);
     std::string body;
     const auto stats = delta::encode_payload(fd.get(), Dir::open(w.v1), [&](std::string_view b) { body += b; });
-    CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / InitrdWorld::new_initrd));
-    CHECK(stats.copied_bytes == fs::file_size(w.v2 / InitrdWorld::reinstalled));  // not compressed again
+    CHECK(stats.recompressed_bytes == fs::file_size(w.v2 / InitrdWorld::new_initrd) +
+                                          fs::file_size(w.v2 / InitrdWorld::new_changelog) +
+                                          fs::file_size(w.v2 / InitrdWorld::rewritten_changelog));
+    // not compressed again
+    CHECK(stats.copied_bytes ==
+          fs::file_size(w.v2 / InitrdWorld::reinstalled) + fs::file_size(w.v2 / InitrdWorld::copied_changelog));
     CHECK(stats.literal_bytes == 0);
-    // The content's patches are mostly zeros: compressed, the payload is a small part of the file.
+    // The initrd content's patches are mostly zeros: compressed, the payload is a small part of
+    // the file (beside the rewritten changelog's new content).
     std::string compressed;
     {
         stream::ZstdEncoder zstd(3);
@@ -486,7 +513,7 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     }
     MESSAGE("initrd ", fs::file_size(w.v2 / InitrdWorld::new_initrd), " bytes; payload ", body.size(), " -> zstd ",
             compressed.size());
-    CHECK(compressed.size() < (1u << 20));
+    CHECK(compressed.size() < (1u << 20) + fs::file_size(w.v2 / InitrdWorld::rewritten_changelog));
 
     const auto [error, out] = decode(w.v1, body, 1 << 20);
     CHECK(error == "");
@@ -497,6 +524,8 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     run_btrfs({"receive", "-q", "-f", rebuilt.string(), (w.pool.mountpoint() / "received").string()});
     CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::new_initrd) == read_file(w.v2 / InitrdWorld::new_initrd));
     CHECK(read_file(w.pool.mountpoint() / "received/v2" / InitrdWorld::reinstalled) == read_file(w.v2 / InitrdWorld::reinstalled));
+    for (const char* changelog : {InitrdWorld::new_changelog, InitrdWorld::copied_changelog, InitrdWorld::rewritten_changelog})
+        CHECK(read_file(w.pool.mountpoint() / "received/v2" / changelog) == read_file(w.v2 / changelog));
 
     struct Record {
         char type;
@@ -521,6 +550,9 @@ TEST_CASE("a gzip file larger than a write group is rebuilt whole from its diffe
     const auto put_u64 = [](std::string& into, size_t at, uint64_t value) {
         for (size_t i = 0; i < 8; ++i) into[at + i] = static_cast<char>(value >> (8 * i));
     };
+    // The initrd and the changelog with new entries on top; the copied changelog is a 'W' copy,
+    // the rewritten one a 'W' gzip record.
+    CHECK(std::count_if(records.begin(), records.end(), [](const Record& r) { return r.type == 'Z'; }) == 2);
     const auto z = static_cast<size_t>(std::find_if(records.begin(), records.end(), [](const Record& r) { return r.type == 'Z'; }) -
                                        records.begin());
     REQUIRE(z + 3 < records.size());
