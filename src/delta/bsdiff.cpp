@@ -246,18 +246,18 @@ double shared_content(std::string_view source, std::string_view target) {
 
 namespace {
 
-// out[i] = a[i] + b[i] (mod 256), eight bytes at a time: the diff block of a kernel update is
-// hundreds of megabytes, and a byte loop was the largest part of applying it. Each byte's sum
-// is formed in its low seven bits and its top bit put back by xor, so no carry crosses bytes.
+// out[i] = a[i] + b[i] (mod 256), sixteen bytes at a time (a vector add of bytes wraps as the
+// sum must): the diff block of a kernel update is hundreds of megabytes, and a byte loop was the
+// largest part of applying it.
 void add_bytes(char* out, const char* a, const char* b, size_t n) {
-    constexpr uint64_t high = 0x8080808080808080ull;
+    using Bytes = unsigned char __attribute__((vector_size(16)));
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x, y;
-        std::memcpy(&x, a + i, 8);
-        std::memcpy(&y, b + i, 8);
-        const uint64_t sum = ((x & ~high) + (y & ~high)) ^ ((x ^ y) & high);
-        std::memcpy(out + i, &sum, 8);
+    for (; i + sizeof(Bytes) <= n; i += sizeof(Bytes)) {
+        Bytes x, y;
+        std::memcpy(&x, a + i, sizeof x);
+        std::memcpy(&y, b + i, sizeof y);
+        const Bytes sum = x + y;
+        std::memcpy(out + i, &sum, sizeof sum);
     }
     for (; i < n; ++i) out[i] = static_cast<char>(a[i] + b[i]);
 }
@@ -270,6 +270,7 @@ std::string apply_patch(std::string_view source, const PatchView& patch) {
     out.reserve(static_cast<size_t>(patch.target_size));
     uint64_t diff_at = 0, extra_at = 0;
     int64_t source_at = 0;
+    char sums[16384];
     for (const auto& c : patch.controls) {
         if (c.add > patch.target_size - out.size() || c.copy > patch.target_size - out.size() - c.add)
             refuse("the patch makes more than its target size");
@@ -278,10 +279,13 @@ std::string apply_patch(std::string_view source, const PatchView& patch) {
         if (c.add > 0 && (source_at < 0 || static_cast<uint64_t>(source_at) > source.size() ||
                           c.add > source.size() - static_cast<uint64_t>(source_at)))
             refuse("the patch reads outside its source");
-        if (c.add > 0) {
-            const size_t at = out.size();
-            out.resize(at + c.add);
-            add_bytes(out.data() + at, patch.diff.data() + diff_at, source.data() + static_cast<size_t>(source_at), c.add);
+        // Added through a buffer that stays in cache and appended: growing out first would
+        // zero it, a pass over memory as large as the target.
+        for (uint64_t done = 0; done < c.add;) {
+            const auto n = static_cast<size_t>(std::min<uint64_t>(c.add - done, sizeof(sums)));
+            add_bytes(sums, patch.diff.data() + diff_at + done, source.data() + static_cast<size_t>(source_at) + done, n);
+            out.append(sums, n);
+            done += n;
         }
         diff_at += c.add;
         out.append(patch.extra.substr(extra_at, c.copy));

@@ -106,7 +106,9 @@ void CloneWriter::write(std::string_view command, const ParentBytes& parent) {
         uint64_t end = std::min<uint64_t>(data.size(), (offset / block_size_ + 1) * block_size_ - target->offset);
         while (end < data.size() && !clones_at(end)) end = std::min<uint64_t>(data.size(), end + block_size_);
         flush();
-        put_write(target->path, offset, data.substr(at, end - at));
+        // No block of it clones (most writes of a rebuilt file): the command as it came.
+        if (at == 0 && end == data.size()) out_(command);
+        else put_write(target->path, offset, data.substr(at, end - at));
         at = end;
     }
 }

@@ -22,12 +22,16 @@ uint32_t command_crc(std::span<const std::byte> header, std::span<const std::byt
 
 std::string make_command(Cmd type, std::string_view payload, std::string_view payload_rest) {
     const size_t payload_size = payload.size() + payload_rest.size();
-    std::string command(command_header_size + payload_size, '\0');
+    // Appended, not written into a string of zeros: a delta's rebuilt writes pass here, hundreds
+    // of megabytes for a kernel update, and zeroing them first cost a pass over memory.
+    std::string command;
+    command.reserve(command_header_size + payload_size);
+    command.append(command_header_size, '\0');
+    command.append(payload);
+    command.append(payload_rest);
     auto* bytes = reinterpret_cast<std::byte*>(command.data());
     store_le(bytes, payload_size, 4);
     store_le(bytes + 4, static_cast<uint16_t>(type), 2);
-    std::copy(payload_rest.begin(), payload_rest.end(),
-              std::copy(payload.begin(), payload.end(), command.begin() + command_header_size));
     const std::span<const std::byte> all{bytes, command.size()};
     store_le(bytes + command_crc_offset,
              command_crc(all.first(command_header_size), all.subspan(command_header_size)), 4);
