@@ -153,6 +153,23 @@ TEST_CASE("CloneWriter clones the whole blocks the parent has at the same offset
     CHECK(r.commands[3].data == "a line appended at the end\n");
 }
 
+TEST_CASE("CloneWriter passes on a write none of whose blocks clone as the very command it got") {
+    const std::string old = test::random_bytes(16384, 4), now = test::random_bytes(16384 + 100, 5);
+    for (const uint32_t version : {1u, 2u}) {
+        CAPTURE(version);
+        std::vector<std::string> out;
+        CloneWriter w(version, parent_ref, 4096, [&](std::string_view c) { out.emplace_back(c); });
+        // Offset before path: a layout that rebuilding the command would change.
+        std::string prefix = attr(Attr::FileOffset, le(0, 8)) + attr(Attr::Path, "f") + le(static_cast<uint16_t>(Attr::Data), 2);
+        if (version == 1) prefix += le(now.size(), 2);
+        const auto command = stream::make_command(Cmd::Write, prefix, now);
+        w.write(command, ParentBytes{"lib/old", 0, old});
+        w.flush();
+        REQUIRE(out.size() == 1);
+        CHECK(out[0] == command);
+    }
+}
+
 TEST_CASE("CloneWriter never merges clones of other files, other sources or across a gap") {
     const std::string a = test::random_bytes(16384, 2), b = test::random_bytes(16384, 3);
     Receiver r{2, {{"lib/a", a}, {"lib/b", b}}, {}, 0, 0, {}};
