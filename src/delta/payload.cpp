@@ -429,7 +429,8 @@ private:
     // predecessor's around the same content position (an initrd of the next kernel keeps its
     // files in the same order, shifted by kilobytes, and its compressor makes the same choices
     // where the content is the same) or sent literally. With max_parse_cost, nothing is emitted
-    // (false) when the parse's pieces would cost more compressed bytes than that.
+    // (false) when the content is more than one piece or its parse would cost more compressed
+    // bytes than that.
     bool encode_gzip_file(const Group& g, std::optional<uint64_t> max_parse_cost = std::nullopt) {
         const auto pred = files_.predecessor(names_.resolve(g.path));
         std::optional<std::string> pred_bytes;
@@ -439,6 +440,8 @@ private:
         if (pred_bytes == g.data) return false;
         const auto content = gunzip(g.data, max_gzip_content_bytes);
         if (!content) return false;
+        // Checked, the file's one piece is made before anything is emitted.
+        if (max_parse_cost && content->size() > gzip_piece_bytes) return false;
         const auto recorded = record_gzip(g.data, *content, gzip_piece_bytes);
         if (!recorded) return false;
         std::string source_path;
@@ -477,14 +480,12 @@ private:
             parse_cost += put_piece(body, parse, window);
             return body;
         };
-        // Checked pieces are held until all are, the others emitted as they are made.
-        std::vector<std::string> held;
+        std::optional<std::string> checked;
         uint64_t parse_cost = 0;
-        if (max_parse_cost)
-            for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i) {
-                held.push_back(piece_record(at, i, parse_cost));
-                if (parse_cost > *max_parse_cost) return false;
-            }
+        if (max_parse_cost) {
+            checked = piece_record(0, 0, parse_cost);
+            if (parse_cost > *max_parse_cost) return false;
+        }
         ++stats_.groups;
         std::string head;
         put_writes(head, g);
@@ -495,8 +496,8 @@ private:
         put(head, source_path.size(), 2);
         head += source_path;
         emit_record(RecordType::GzipFile, head);
-        for (auto& body : held) emit_record(RecordType::Content, body);
-        if (!max_parse_cost)
+        if (checked) emit_record(RecordType::Content, *checked);
+        else
             for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i)
                 emit_record(RecordType::Content, piece_record(at, i, parse_cost));
         stats_.recompressed_bytes += g.data.size();
