@@ -359,9 +359,8 @@ private:
     // A file that starts as a gzip member collects up to max_gzip_file_bytes of writes, so that
     // it can be rebuilt whole (encode_gzip_file); any other run of writes is cut at
     // max_group_bytes.
-    static uint64_t group_limit(const Group& g) {
-        return g.offset == 0 && g.data.starts_with(gzip_magic) ? max_gzip_file_bytes : max_group_bytes;
-    }
+    static uint64_t group_limit(const Group& g) { return starts_gzip_file(g) ? max_gzip_file_bytes : max_group_bytes; }
+    static bool starts_gzip_file(const Group& g) { return g.offset == 0 && g.data.starts_with(gzip_magic); }
 
     void flush_group() {
         if (!group_) return;
@@ -392,8 +391,7 @@ private:
     // the client ~0.23 s of a core to compress again with `gzip -9`, replaying its parse a few
     // milliseconds. A file the parent holds as it is stays a copy.
     bool replays_better(const Group& g) const {
-        return g.offset == 0 && g.data.size() >= min_replayed_gzip_bytes && g.data.starts_with(gzip_magic) &&
-               !identical_file(g);
+        return starts_gzip_file(g) && g.data.size() >= min_replayed_gzip_bytes && !identical_file(g);
     }
 
     void encode_writes(Group g) {
@@ -452,7 +450,8 @@ private:
             if (source_content) source_parse = gzip_reference_parse(*pred_bytes, parse_mark_bytes);
         }
         if (source_parse) source_path = *pred;
-        const auto piece_record = [&](uint64_t at, size_t i, uint64_t& parse_cost) {
+        // parse_cost, when given, gains what the piece's parse is estimated to cost compressed.
+        const auto piece_record = [&](uint64_t at, size_t i, uint64_t* parse_cost) {
             const auto piece = std::string_view(*content).substr(at, gzip_piece_bytes);
             std::string body;
             put(body, piece.size(), 8);
@@ -477,13 +476,14 @@ private:
                 window.emplace(from, std::string_view(source_parse->bytes).substr(from, to - from));
             }
             put(body, parse.size(), 8);
-            parse_cost += put_piece(body, parse, window);
+            const auto patch = put_piece(body, parse, window);
+            if (parse_cost) *parse_cost += patch ? patch_cost(*patch) : estimate_.compressed_size(parse);
             return body;
         };
         std::optional<std::string> checked;
         uint64_t parse_cost = 0;
         if (max_parse_cost) {
-            checked = piece_record(0, 0, parse_cost);
+            checked = piece_record(0, 0, &parse_cost);
             if (parse_cost > *max_parse_cost) return false;
         }
         ++stats_.groups;
@@ -499,27 +499,27 @@ private:
         if (checked) emit_record(RecordType::Content, *checked);
         else
             for (uint64_t at = 0, i = 0; at < content->size(); at += gzip_piece_bytes, ++i)
-                emit_record(RecordType::Content, piece_record(at, i, parse_cost));
+                emit_record(RecordType::Content, piece_record(at, i, nullptr));
         stats_.recompressed_bytes += g.data.size();
         return true;
     }
 
     // Bytes of a gzip file's content or parse: a patch against the window (offset, bytes) of the
-    // predecessor's when one is worth it, else literal. Returns what they are estimated to cost
-    // compressed.
-    size_t put_piece(std::string& body, std::string_view piece, const std::optional<std::pair<uint64_t, std::string_view>>& window) {
+    // predecessor's when one is worth it, else literal. Returns the patch, if it was one.
+    std::optional<Patch> put_piece(std::string& body, std::string_view piece,
+                                   const std::optional<std::pair<uint64_t, std::string_view>>& window) {
         std::optional<Patch> patch;
         if (window) patch = worthwhile_patch(window->second, piece);
         if (!patch) {
             put(body, static_cast<uint8_t>(Encoding::Literal), 1);
             body += piece;
-            return estimate_.compressed_size(piece);
+            return patch;
         }
         put(body, static_cast<uint8_t>(Encoding::Bsdiff), 1);
         put(body, window->first, 8);
         put(body, window->second.size(), 8);
         put_patch(body, *patch);
-        return patch_cost(*patch);
+        return patch;
     }
 
     // The leading writes of g that carry the parent's bytes at their own offsets (a file
