@@ -13,6 +13,14 @@
 #include "base/error.hpp"
 
 namespace strata::mount {
+namespace {
+
+bool uses_direct_io(const Fd& device) {
+    loop_info64 info{};
+    return ::ioctl(device.get(), LOOP_GET_STATUS64, &info) == 0 && (info.lo_flags & LO_FLAGS_DIRECT_IO) != 0;
+}
+
+}  // namespace
 
 LoopDevice LoopDevice::attach(const std::filesystem::path& backing_file, const LoopOptions& options) {
     const int open_mode = options.read_only ? O_RDONLY : O_RDWR;
@@ -28,6 +36,7 @@ LoopDevice LoopDevice::attach(const std::filesystem::path& backing_file, const L
     uint32_t flags = 0;
     if (options.auto_clear) flags |= LO_FLAGS_AUTOCLEAR;
     if (options.read_only) flags |= LO_FLAGS_READ_ONLY;
+    if (options.direct_io) flags |= LO_FLAGS_DIRECT_IO;
     config.info.lo_flags = flags;
     const std::string file = backing_file.string();
     std::strncpy(reinterpret_cast<char*>(config.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
@@ -46,7 +55,8 @@ LoopDevice LoopDevice::attach(const std::filesystem::path& backing_file, const L
             if (errno == EBUSY) continue;
             throw Error("attach '" + file + "' to", device.string(), errno);
         }
-        spdlog::debug("attached {} to {}", file, device.string());
+        spdlog::debug("attached {} to {}{}", file, device.string(),
+                      options.direct_io && !uses_direct_io(fd) ? " (buffered: no direct I/O on the backing file)" : "");
         return LoopDevice(std::move(fd), std::move(device), options.auto_clear);
     }
     throw Error("attach loop device for", file, "every free loop device was taken by others");

@@ -16,6 +16,12 @@ struct LoopOptions {
     bool read_only = false;
     uint64_t offset = 0;
     uint64_t size_limit = 0;  // 0: to the end of the file
+    // The device reads and writes the backing file with direct I/O, as systemd's loop devices do:
+    // the image's blocks are then cached once, by the file system on the device, instead of also
+    // in the backing file's page cache (twice the memory, and every write copied once more before
+    // it reaches the disk). Where the backing file cannot do direct I/O (an unaligned offset, a
+    // file system without it) the kernel keeps buffered I/O.
+    bool direct_io = true;
 };
 
 class LoopDevice {

@@ -1,3 +1,9 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
 #include <doctest/doctest.h>
 
 #include "base/error.hpp"
@@ -31,6 +37,15 @@ TEST_CASE("an image pool is created, mounted through an auto-clear loop device, 
     CHECK(m->fstype == "btrfs");
     CHECK(test::loop_backing_file(m->source) == image.string());
     CHECK(std::filesystem::file_size(image) == 256ull << 20);
+    // Where the image's file system can do direct I/O, the device uses it: the pool's blocks are
+    // cached once, not also in the image file's page cache.
+    if (const int fd = ::open(image.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC); fd >= 0) {
+        ::close(fd);
+        std::ifstream dio("/sys/block/" + std::filesystem::path(m->source).filename().string() + "/loop/dio");
+        std::string flag;
+        std::getline(dio, flag);
+        CHECK(flag == "1");
+    }
     CHECK_NOTHROW(pool::Pool::open(mnt));
 
     // A second init on the same image or mount point changes nothing.
