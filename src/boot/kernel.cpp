@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -195,15 +196,36 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
             created_version = true;
             token_dir->sync();
         }
-        for (const auto& s : sources) {
-            const uint64_t n = with_context("install kernel", version_dir->path_of(s.name).string(),
-                                            [&] { return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path); });
-            if (n > 0) {
-                written.push_back(s.name);
-                out.copied = true;
-                out.bytes += n;
+        // Kernel and initrd are copied side by side: a cold copy waits on reads and on write-back,
+        // and two streams keep the disks busier than one (bench/README.md, 2026-12-08: 111 -> 94
+        // ms mean for 10 + 30 MiB between two loop-backed btrfs). When both fail, the kernel's
+        // error is the one reported.
+        struct Copy {
+            uint64_t bytes = 0;
+            std::exception_ptr error;
+        };
+        std::array<Copy, 2> copies;
+        const auto copy = [&](size_t i) {
+            const Source& s = sources[i];
+            try {
+                copies[i].bytes = with_context("install kernel", version_dir->path_of(s.name).string(), [&] {
+                    return install_file(*version_dir, s.name, s.fd.get(), s.size, s.path);
+                });
+            } catch (...) {
+                copies[i].error = std::current_exception();
             }
+        };
+        std::thread initrd(copy, 1);
+        copy(0);
+        initrd.join();
+        for (size_t i = 0; i < copies.size(); ++i) {
+            if (copies[i].bytes == 0) continue;
+            written.push_back(sources[i].name);
+            out.copied = true;
+            out.bytes += copies[i].bytes;
         }
+        for (const auto& c : copies)
+            if (c.error) std::rethrow_exception(c.error);
     } catch (...) {
         // Leave $BOOT as it was: what this call created goes again (best effort).
         if (created_version && token_dir) {
