@@ -14,6 +14,8 @@
 #include <set>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "base/error.hpp"
 #include "base/escape.hpp"
 #include "base/lock.hpp"
@@ -375,6 +377,10 @@ void write_delta_body(const pool::Pool& pool, int stream, const Wanted& w, int l
     const auto stats = delta::encode_payload(stream, pool.top().open_dir(w.parent->name),
                                              [&](std::string_view body) { zstd.feed(body, sink); });
     zstd.finish(sink);
+    spdlog::debug("delta body from {}: {} bytes in {} groups; write data: {} literal, {} diffed, {} recompressed, "
+                  "{} copied, {} repeated",
+                  w.parent->name, stats.body_bytes, stats.groups, stats.literal_bytes, stats.diffed_bytes,
+                  stats.recompressed_bytes, stats.copied_bytes, stats.repeated_bytes);
     p.size = stats.stream_bytes;
     p.parts = parts.finish();
     p.stream_sha256 = stats.stream_sha256;
