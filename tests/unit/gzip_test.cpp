@@ -41,6 +41,25 @@ TEST_CASE("zlib's gzip members are rebuilt byte for byte from their content") {
     CHECK(gzip_member(*parameters, "") == empty);
 }
 
+TEST_CASE("the level a member's XFL records is the only one tried, and with XFL 0 every level is") {
+    const auto content = text_like(200000, 4);
+    const auto with_xfl = [](std::string member, uint8_t xfl) {
+        member[8] = static_cast<char>(xfl);
+        return member;
+    };
+    // Level 6 (XFL 0) under a header that claims level 9 or 1: no attempt at 6, so opaque.
+    const auto six = zlib_gzip(content, 6, 8);
+    REQUIRE(static_cast<uint8_t>(six[8]) == 0);
+    CHECK_FALSE(reproducible_gzip(with_xfl(six, 2), content));
+    CHECK_FALSE(reproducible_gzip(with_xfl(six, 4), content));
+    // Level 9 under XFL 0, as writers that always put 0 make it: found.
+    const auto nine = with_xfl(zlib_gzip(content, 9, 8), 0);
+    const auto parameters = reproducible_gzip(nine, content);
+    REQUIRE(parameters);
+    CHECK(parameters->level == 9);
+    CHECK(gzip_member(*parameters, content) == nine);
+}
+
 TEST_CASE("a member zlib does not reproduce stays opaque") {
     const auto content = text_like(200000, 2);
     for (const int strategy : {Z_HUFFMAN_ONLY, Z_RLE}) {
