@@ -197,9 +197,9 @@ InstalledKernel install_kernel(const Dir& boot, std::string_view token, std::str
             token_dir->sync();
         }
         // Kernel and initrd are copied side by side: a cold copy waits on reads and on write-back,
-        // and two streams keep the disks busier than one (bench/README.md, 2026-12-08: 111 -> 94
-        // ms mean for 10 + 30 MiB between two loop-backed btrfs). When both fail, the kernel's
-        // error is the one reported.
+        // and two streams keep the disks busier than one (bench/README.md, 2026-12-07, late
+        // night: 111 -> 94 ms mean for 10 + 30 MiB between two loop-backed btrfs). When both
+        // fail, the kernel's error is the one reported.
         struct Copy {
             uint64_t bytes = 0;
             std::exception_ptr error;

@@ -281,9 +281,7 @@ std::optional<GzipParameters> reproducible_gzip(std::string_view data, std::stri
     const auto xfl = static_cast<uint8_t>(data[8]);
     const int first = xfl == 2 ? 9 : xfl == 4 ? 1 : 6;
     std::vector<int> levels{first};
-    if (xfl != 2 && xfl != 4)
-        for (const int level : {9, 1, 2, 3, 4, 5, 7, 8})
-            if (level != first) levels.push_back(level);
+    if (xfl != 2 && xfl != 4) levels.insert(levels.end(), {9, 1, 2, 3, 4, 5, 7, 8});
     GzipParameters parameters{std::string(data.substr(0, *header)), 0, 0};
     for (const int mem_level : {8, 9})
         for (const int level : levels) {
