@@ -55,8 +55,9 @@ LoopDevice LoopDevice::attach(const std::filesystem::path& backing_file, const L
             if (errno == EBUSY) continue;
             throw Error("attach '" + file + "' to", device.string(), errno);
         }
-        spdlog::debug("attached {} to {}{}", file, device.string(),
-                      options.direct_io && !uses_direct_io(fd) ? " (buffered: no direct I/O on the backing file)" : "");
+        if (spdlog::should_log(spdlog::level::debug))
+            spdlog::debug("attached {} to {}{}", file, device.string(),
+                          options.direct_io && !uses_direct_io(fd) ? " (buffered: no direct I/O on the backing file)" : "");
         return LoopDevice(std::move(fd), std::move(device), options.auto_clear);
     }
     throw Error("attach loop device for", file, "every free loop device was taken by others");
